@@ -1,0 +1,142 @@
+//! The provider registry: every [`ProviderDescriptor`] submitted through `inventory`, looked up
+//! by name or alias.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use crate::provider::ProviderDescriptor;
+
+/// The providers this project ships, by name: (name, umbrella feature, privacyIDEA module path).
+/// Used to say "compiled out" instead of "unknown" for a known provider that is not linked in.
+pub const BUILTIN_PROVIDERS: &[(&str, &str, &str)] = &[
+    (
+        "http",
+        "http",
+        "privacyidea.lib.smsprovider.HttpSMSProvider.HttpSMSProvider",
+    ),
+    (
+        "sipgate",
+        "sipgate",
+        "privacyidea.lib.smsprovider.SipgateSMSProvider.SipgateSMSProvider",
+    ),
+    (
+        "smtp",
+        "smtp",
+        "privacyidea.lib.smsprovider.SmtpSMSProvider.SmtpSMSProvider",
+    ),
+    (
+        "smpp",
+        "smpp",
+        "privacyidea.lib.smsprovider.SmppSMSProvider.SmppSMSProvider",
+    ),
+];
+
+/// Why a provider name did not resolve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// No provider has this name or alias.
+    #[error("unknown provider '{name}'; known providers: {}", known.join(", "))]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The registered names, sorted.
+        known: Vec<String>,
+    },
+    /// The provider exists but this build does not include it.
+    #[error(
+        "provider '{name}' is not compiled into this build: enable the feature \"{feature}\" of the smsgw crate (compiled in: {})",
+        known.join(", ")
+    )]
+    NotCompiledIn {
+        /// The provider's name.
+        name: String,
+        /// The umbrella crate feature that adds it.
+        feature: String,
+        /// The registered names, sorted.
+        known: Vec<String>,
+    },
+    /// Two registrations claim the name.
+    #[error("provider name '{name}' is registered more than once ({count} registrations); remove one of the crates")]
+    Duplicate {
+        /// The contested name or alias.
+        name: String,
+        /// How many registrations claim it.
+        count: usize,
+    },
+}
+
+/// All registered providers, sorted by name.
+pub struct Registry {
+    by_key: BTreeMap<&'static str, Vec<&'static ProviderDescriptor>>,
+    providers: Vec<&'static ProviderDescriptor>,
+}
+
+impl Registry {
+    /// Builds a registry from descriptors (the global one uses every `inventory` submission).
+    pub fn from_descriptors(descs: impl IntoIterator<Item = &'static ProviderDescriptor>) -> Self {
+        let mut by_key: BTreeMap<&'static str, Vec<&'static ProviderDescriptor>> = BTreeMap::new();
+        let mut providers: Vec<&'static ProviderDescriptor> = descs.into_iter().collect();
+        providers.sort_by_key(|d| d.name);
+        for d in &providers {
+            by_key.entry(d.name).or_default().push(d);
+            for a in d.aliases {
+                if *a != d.name {
+                    by_key.entry(a).or_default().push(d);
+                }
+            }
+        }
+        Registry { by_key, providers }
+    }
+
+    /// The process-wide registry of every provider linked into the binary.
+    ///
+    /// Link providers in by naming the umbrella crate (`use smsgw as _;`): a provider crate that
+    /// no code names is dropped by the linker together with its registration.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            Registry::from_descriptors(inventory::iter::<ProviderDescriptor>.into_iter())
+        })
+    }
+
+    /// Finds a provider by name or alias.
+    pub fn get(&self, name: &str) -> Result<&'static ProviderDescriptor, LookupError> {
+        match self.by_key.get(name).map(Vec::as_slice) {
+            Some([one]) => Ok(one),
+            Some(many) if many.len() > 1 => Err(LookupError::Duplicate {
+                name: name.to_owned(),
+                count: many.len(),
+            }),
+            _ => {
+                let known = self.names();
+                match BUILTIN_PROVIDERS
+                    .iter()
+                    .find(|(n, _, alias)| *n == name || *alias == name)
+                {
+                    Some((n, feature, _)) => Err(LookupError::NotCompiledIn {
+                        name: (*n).to_owned(),
+                        feature: (*feature).to_owned(),
+                        known,
+                    }),
+                    None => Err(LookupError::Unknown {
+                        name: name.to_owned(),
+                        known,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Every registered provider, sorted by name (duplicates included).
+    pub fn providers(&self) -> &[&'static ProviderDescriptor] {
+        &self.providers
+    }
+
+    /// The registered names, sorted and deduplicated.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.providers.iter().map(|d| d.name.to_owned()).collect();
+        v.dedup();
+        v
+    }
+}

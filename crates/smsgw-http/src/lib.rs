@@ -1,0 +1,2 @@
+//! smsgw provider `http` (in progress).
+#![deny(missing_docs)]

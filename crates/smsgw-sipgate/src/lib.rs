@@ -1,0 +1,2 @@
+//! smsgw provider `sipgate` (in progress).
+#![deny(missing_docs)]

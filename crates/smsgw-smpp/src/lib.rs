@@ -1,0 +1,2 @@
+//! smsgw provider `smpp` (in progress).
+#![deny(missing_docs)]

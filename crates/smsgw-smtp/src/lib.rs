@@ -1,0 +1,2 @@
+//! smsgw provider `smtp` (in progress).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! Loopback sinks and the conformance suite for smsgw providers.
+#![deny(missing_docs)]
