@@ -1,2 +1,219 @@
-//! Loopback sinks and the conformance suite for smsgw providers.
+//! Loopback sinks that stand in for SMS gateways, and the provider conformance suite.
+//!
+//! Every sink listens on `127.0.0.1` on a port of its choice (or one given), decodes what it
+//! receives, and records it twice: as protocol-specific records (the sink's own type) and as a
+//! uniform [`Received`] (protocol, recipient, text) in a [`Recorder`] that tests, `smsgw sink` and
+//! `smsgw demo` read. Each sink can be told to misbehave through its [`FaultPlan`].
 #![deny(missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast};
+
+/// One message as a sink understood it, whatever the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Received {
+    /// `http`, `xmlrpc`, `sipgate-rest`, `smtp` or `smpp`.
+    pub protocol: String,
+    /// The recipient as it arrived (query/form/JSON value, SIP URI number, mail recipient, SMPP
+    /// destination_addr).
+    pub recipient: String,
+    /// The message text, decoded (and reassembled from its parts for SMPP).
+    pub text: String,
+    /// Protocol details (the whole decoded request) as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// Collects [`Received`] messages; shared by a sink and whoever reads it.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<RecorderInner>,
+}
+
+struct RecorderInner {
+    items: Mutex<Vec<Received>>,
+    notify: Notify,
+    tx: broadcast::Sender<Received>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        Recorder {
+            inner: Arc::new(RecorderInner {
+                items: Mutex::new(Vec::new()),
+                notify: Notify::new(),
+                tx,
+            }),
+        }
+    }
+
+    /// Records one message and wakes waiters and subscribers.
+    pub fn record(&self, r: Received) {
+        self.inner.items.lock().unwrap().push(r.clone());
+        let _ = self.inner.tx.send(r);
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Everything recorded so far.
+    pub fn all(&self) -> Vec<Received> {
+        self.inner.items.lock().unwrap().clone()
+    }
+
+    /// How many messages were recorded.
+    pub fn len(&self) -> usize {
+        self.inner.items.lock().unwrap().len()
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&self) {
+        self.inner.items.lock().unwrap().clear();
+    }
+
+    /// A live feed of messages recorded from now on (for printing them as they arrive).
+    pub fn subscribe(&self) -> broadcast::Receiver<Received> {
+        self.inner.tx.subscribe()
+    }
+
+    /// Waits until at least `n` messages are recorded or `timeout` passes; returns what is there.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.notify.notified();
+            if self.len() >= n {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        self.all()
+    }
+}
+
+/// How a sink misbehaves for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer normally, but only after this delay.
+    Delay(Duration),
+    /// Read the request and never answer (keep the connection open).
+    NeverAnswer,
+    /// Close the connection instead of answering.
+    Close,
+    /// Answer with this code and text: an HTTP status and body, an SMTP reply, an SMPP
+    /// command_status (e.g. `0x58` ESME_RTHROTTLED) with the text ignored, an XML-RPC
+    /// `StatusCode`/`StatusString` (or a `<fault>` when the code is negative).
+    Reply {
+        /// The status/reply code.
+        code: u32,
+        /// The body/reply text.
+        text: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    from: usize,
+    until: Option<usize>,
+    fault: Fault,
+}
+
+/// Which requests of a sink misbehave, and how. Requests are numbered from 0 in arrival order
+/// (for SMPP: submit_sm PDUs; for SMTP: messages at DATA; for HTTP: requests).
+#[derive(Clone, Default)]
+pub struct FaultPlan {
+    rules: Arc<Mutex<Vec<Rule>>>,
+    counter: Arc<Mutex<usize>>,
+}
+
+impl FaultPlan {
+    /// Every request from now on gets `fault`.
+    pub fn always(&self, fault: Fault) {
+        let from = *self.counter.lock().unwrap();
+        self.push(from, None, fault);
+    }
+
+    /// Only request number `n` (counted from the sink's start) gets `fault`.
+    pub fn nth(&self, n: usize, fault: Fault) {
+        self.push(n, Some(n + 1), fault);
+    }
+
+    /// Every request from number `n` on gets `fault`.
+    pub fn from(&self, n: usize, fault: Fault) {
+        self.push(n, None, fault);
+    }
+
+    /// The next `count` requests get `fault`, then the sink behaves again.
+    pub fn next(&self, count: usize, fault: Fault) {
+        let from = *self.counter.lock().unwrap();
+        self.push(from, Some(from + count), fault);
+    }
+
+    /// Back to normal behaviour.
+    pub fn clear(&self) {
+        self.rules.lock().unwrap().clear();
+    }
+
+    fn push(&self, from: usize, until: Option<usize>, fault: Fault) {
+        self.rules.lock().unwrap().push(Rule { from, until, fault });
+    }
+
+    /// For sinks: takes the next request number and returns the fault for it (the newest matching
+    /// rule wins), or `None` to behave.
+    pub fn next_request(&self) -> Option<Fault> {
+        let n = {
+            let mut c = self.counter.lock().unwrap();
+            let n = *c;
+            *c += 1;
+            n
+        };
+        self.rules
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| n >= r.from && r.until.is_none_or(|u| n < u))
+            .map(|r| r.fault.clone())
+    }
+
+    /// How many requests the sink has numbered so far.
+    pub fn requests_seen(&self) -> usize {
+        *self.counter.lock().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_plan_orders_rules() {
+        let p = FaultPlan::default();
+        p.nth(1, Fault::Close);
+        p.from(3, Fault::NeverAnswer);
+        let got: Vec<_> = (0..5).map(|_| p.next_request()).collect();
+        assert_eq!(
+            got,
+            vec![None, Some(Fault::Close), None, Some(Fault::NeverAnswer), Some(Fault::NeverAnswer)]
+        );
+        p.clear();
+        p.next(1, Fault::Close);
+        assert_eq!(p.next_request(), Some(Fault::Close));
+        assert_eq!(p.next_request(), None);
+    }
+}
