@@ -6,6 +6,8 @@
 //! `smsgw demo` read. Each sink can be told to misbehave through its [`FaultPlan`].
 #![deny(missing_docs)]
 
+pub mod smtp;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
