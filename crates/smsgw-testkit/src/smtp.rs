@@ -128,6 +128,7 @@ pub struct SmtpSinkBuilder {
     starttls: bool,
     implicit_tls: bool,
     credentials: Vec<(String, String)>,
+    mechanisms: Vec<String>,
     require_auth: bool,
     max_message_size: usize,
     hostname: String,
@@ -139,6 +140,7 @@ impl Default for SmtpSinkBuilder {
             starttls: false,
             implicit_tls: false,
             credentials: Vec::new(),
+            mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
             require_auth: false,
             max_message_size: 10 * 1024 * 1024,
             hostname: "sink.smsgw.test".into(),
@@ -163,6 +165,19 @@ impl SmtpSinkBuilder {
     /// more than once). `AUTH` is advertised as soon as one pair is set, with or without TLS.
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.credentials.push((username.into(), password.into()));
+        self
+    }
+
+    /// The SASL mechanisms offered, out of `PLAIN` and `LOGIN` (default both, in that order).
+    pub fn auth_mechanisms<I, S>(mut self, mechanisms: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.mechanisms = mechanisms
+            .into_iter()
+            .map(|m| m.into().to_ascii_uppercase())
+            .collect();
         self
     }
 
@@ -557,8 +572,8 @@ impl Session<'_> {
                 if opts.starttls && !self.tls {
                     lines.push("STARTTLS".into());
                 }
-                if !opts.credentials.is_empty() {
-                    lines.push("AUTH PLAIN LOGIN".into());
+                if !opts.credentials.is_empty() && !opts.mechanisms.is_empty() {
+                    lines.push(format!("AUTH {}", opts.mechanisms.join(" ")));
                 }
                 lines.push("HELP".into());
                 let last = lines.len() - 1;
@@ -670,6 +685,9 @@ impl Session<'_> {
         }
         let mut parts = arg.split_whitespace();
         let mechanism = parts.next().unwrap_or("").to_ascii_uppercase();
+        if !mechanism.is_empty() && !self.shared.options.mechanisms.contains(&mechanism) {
+            return self.error("504 5.5.4 Mechanism not supported").await;
+        }
         let initial = parts.next().map(str::to_owned);
         let decode = |s: &str| -> Option<String> {
             if s == "=" {

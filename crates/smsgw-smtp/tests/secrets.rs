@@ -1,0 +1,107 @@
+//! Secrets never leak: Debug output, errors and logs captured at TRACE level.
+//!
+//! Alone in its own test binary so that the log capture is the global subscriber and no other
+//! test's threads race with `tracing`'s callsite interest cache.
+
+use std::sync::{Arc, Mutex};
+
+use smsgw_core::{Config, Gateway, Gateways, Message, Registry};
+use smsgw_smtp as _;
+use smsgw_testkit::Fault;
+use smsgw_testkit::smtp::SmtpSink;
+
+const PASSWORD: &str = "pa55-w0rd-XYZZY";
+
+fn gateway(server_toml: &str) -> Gateway {
+    let text = format!(
+        "[smtp_servers.mail]\n{server_toml}\n\n[gateways.gw]\nprovider = \"smtp\"\n[gateways.gw.options]\nSMTPIDENTIFIER = \"mail\"\nMAILTO = \"sms@gw.example.net\"\n"
+    );
+    let cfg = Config::from_toml_str(&text).unwrap();
+    Gateways::build(&cfg, Registry::global())
+        .unwrap()
+        .get("gw")
+        .unwrap()
+        .clone()
+}
+
+fn plain_server(sink: &SmtpSink) -> String {
+    format!(
+        "server = \"127.0.0.1\"\nport = {}\nsender = \"otp@example.org\"\ntimeout = 2",
+        sink.addr().port()
+    )
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_password_never_appears_in_debug_errors_or_logs() {
+    use base64::Engine as _;
+    let buf = Buf::default();
+    let w = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let sink = SmtpSink::builder()
+        .starttls()
+        .credentials("u", PASSWORD)
+        .start()
+        .await
+        .unwrap();
+    let server = format!(
+        "{}\ntls = true\ncheck_ssl = false\nusername = \"u\"\npassword = \"{PASSWORD}\"",
+        plain_server(&sink)
+    );
+    let gw = gateway(&server);
+    gw.send(&Message::new("+4917", "ok")).await.unwrap();
+    sink.faults().nth(
+        1,
+        Fault::Reply {
+            code: 550,
+            text: "no".into(),
+        },
+    );
+    let e = gw
+        .send(&Message::new("+4917", "refused"))
+        .await
+        .unwrap_err();
+
+    let bad = gateway(&format!(
+        "{}\ntls = true\ncheck_ssl = false\nusername = \"u\"\npassword = \"{PASSWORD}-wrong\"",
+        plain_server(&sink)
+    ));
+    let e2 = bad.send(&Message::new("+4917", "x")).await.unwrap_err();
+    assert_eq!(e2.code(), Some("535"));
+
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("sms_send"), "logs were captured: {logs}");
+    let plain_b64 = base64::engine::general_purpose::STANDARD.encode(format!("\0u\0{PASSWORD}"));
+    for text in [
+        format!("{gw:?}"),
+        format!("{bad:?}"),
+        format!("{e} {e:?}"),
+        format!("{e2} {e2:?}"),
+        logs,
+    ] {
+        assert!(!text.contains(PASSWORD), "password leaked: {text}");
+        assert!(
+            !text.contains(&plain_b64),
+            "encoded password leaked: {text}"
+        );
+    }
+    assert!(format!("{gw:?}").contains("__CENSORED__"));
+}
