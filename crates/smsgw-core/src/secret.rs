@@ -6,7 +6,14 @@ pub const CENSORED: &str = "__CENSORED__";
 
 /// Fragments of option and header names whose values are treated as secret.
 const SECRET_FRAGMENTS: &[&str] = &[
-    "pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "cookie",
+    "credential",
 ];
 
 /// True when an option or header named `key` holds a secret: `PASSWORD`, `SECRET`, tokens,

@@ -209,7 +209,13 @@ mod tests {
         let got: Vec<_> = (0..5).map(|_| p.next_request()).collect();
         assert_eq!(
             got,
-            vec![None, Some(Fault::Close), None, Some(Fault::NeverAnswer), Some(Fault::NeverAnswer)]
+            vec![
+                None,
+                Some(Fault::Close),
+                None,
+                Some(Fault::NeverAnswer),
+                Some(Fault::NeverAnswer)
+            ]
         );
         p.clear();
         p.next(1, Fault::Close);
