@@ -42,11 +42,14 @@ struct Line {
     message: Message,
 }
 
+/// A line that was skipped: its number and why.
+type Malformed = (usize, String);
+
 /// Reads the recipients; malformed lines are returned as (line number, reason).
 fn read_recipients(
     path: &std::path::Path,
     default_text: Option<&str>,
-) -> Result<(Vec<Line>, Vec<(usize, String)>), String> {
+) -> Result<(Vec<Line>, Vec<Malformed>), String> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -216,7 +219,7 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
                 None => {
                     if let Err(e) = &result {
                         eprintln!("line {line}: {e}");
-                    } else if done % 1000 == 0 || done == total {
+                    } else if done.is_multiple_of(1000) || done == total {
                         eprintln!("{done}/{total} done");
                     }
                 }

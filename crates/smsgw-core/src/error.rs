@@ -121,10 +121,10 @@ impl SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "gateway '{}': {}", self.gateway, self.message)?;
-        if let Some(code) = &self.code {
-            if !self.message.contains(code.as_str()) {
-                write!(f, " (code {code})")?;
-            }
+        if let Some(code) = &self.code
+            && !self.message.contains(code.as_str())
+        {
+            write!(f, " (code {code})")?;
         }
         write!(f, " [{}]", self.outcome())
     }

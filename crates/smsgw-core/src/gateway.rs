@@ -340,13 +340,13 @@ fn check_smtp_servers(servers: &IndexMap<String, SmtpServer>) -> ConfigErrors {
         if s.sender.trim().is_empty() || !s.sender.contains('@') {
             p("sender", format!("'{}' is not an email address", s.sender));
         }
-        if let Some(t) = s.timeout {
-            if !(t > 0.0 && t <= 86_400.0) {
-                p(
-                    "timeout",
-                    format!("{t} must be more than 0 and at most 86400 seconds"),
-                );
-            }
+        if let Some(t) = s.timeout
+            && !(t > 0.0 && t <= 86_400.0)
+        {
+            p(
+                "timeout",
+                format!("{t} must be more than 0 and at most 86400 seconds"),
+            );
         }
         if s.password.is_some() && s.username.is_none() {
             p("username", "a password is set but no username".into());

@@ -73,11 +73,11 @@ fn python_replacement(py: &str, pattern: &Regex) -> Result<String, String> {
                 None => return Err("the replacement ends with a lone backslash".into()),
                 Some(d) if d.is_ascii_digit() => {
                     let mut num = d.to_string();
-                    if let Some(&e) = chars.peek() {
-                        if e.is_ascii_digit() {
-                            num.push(e);
-                            chars.next();
-                        }
+                    if let Some(&e) = chars.peek()
+                        && e.is_ascii_digit()
+                    {
+                        num.push(e);
+                        chars.next();
                     }
                     let n: usize = num.parse().expect("digits");
                     check_group(n)?;

@@ -97,9 +97,7 @@ impl Registry {
     /// no code names is dropped by the linker together with its registration.
     pub fn global() -> &'static Registry {
         static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            Registry::from_descriptors(inventory::iter::<ProviderDescriptor>.into_iter())
-        })
+        GLOBAL.get_or_init(|| Registry::from_descriptors(inventory::iter::<ProviderDescriptor>))
     }
 
     /// Finds a provider by name or alias.

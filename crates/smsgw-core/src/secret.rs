@@ -75,10 +75,10 @@ pub fn censor_value(key: &str, value: &str, secret_by_spec: bool) -> String {
     if key.eq_ignore_ascii_case("URL") || key.to_ascii_uppercase().ends_with("PROXY") {
         return censor_url(value);
     }
-    if key == "PARAMETER" {
-        if let Some(c) = censor_json_object(value) {
-            return c;
-        }
+    if key == "PARAMETER"
+        && let Some(c) = censor_json_object(value)
+    {
+        return c;
     }
     value.to_owned()
 }
