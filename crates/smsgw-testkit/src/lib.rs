@@ -6,6 +6,9 @@
 //! `smsgw demo` read. Each sink can be told to misbehave through its [`FaultPlan`].
 #![deny(missing_docs)]
 
+pub mod conformance;
+
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +28,20 @@ pub struct Received {
     /// Protocol details (the whole decoded request) as JSON.
     pub detail: serde_json::Value,
 }
+
+/// What every sink offers, so that the conformance suite, `smsgw sink` and `smsgw demo` can use any
+/// of them.
+pub trait SinkHandle: Send + Sync {
+    /// The address it listens on.
+    fn addr(&self) -> SocketAddr;
+    /// What it received.
+    fn recorder(&self) -> &Recorder;
+    /// How it misbehaves.
+    fn faults(&self) -> &FaultPlan;
+}
+
+#[doc(hidden)]
+pub use async_trait::async_trait;
 
 /// Collects [`Received`] messages; shared by a sink and whoever reads it.
 #[derive(Clone)]
