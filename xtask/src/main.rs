@@ -1,1 +1,135 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`. Kept free of dependencies on purpose: it only
+//! runs cargo and compares files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  ci                       everything .ci/run needs: fmt check, clippy, test
+  test                     the test suite: workspace tests, the one-feature build, conformance
+  conformance [--provider NAME]
+                           the provider conformance suite, one line per check and provider
+  docs [--check]           regenerate docs/providers/reference.md from the registry
+                           (--check: fail if it is stale)
+  bench [--quick]          throughput benchmarks against the sinks (see docs/benchmarks.md)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root).expect("cd to the workspace root");
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("test") => test(),
+        Some("conformance") => conformance(&args[1..]),
+        Some("docs") => docs(args.iter().any(|a| a == "--check")),
+        Some("bench") => bench(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command '{other}'\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    test()
+}
+
+fn test() -> Result<(), String> {
+    // One build serves the workspace tests (all providers enabled through the tests crate).
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    // The umbrella built with one feature only: its registry must hold exactly that provider.
+    // A separate package outside the workspace's feature unification, sharing target/.
+    let target = root().join("target");
+    // Same versions as the workspace, so that target/ already holds most of what it needs.
+    std::fs::copy("Cargo.lock", "tests/one-feature/Cargo.lock").map_err(|e| e.to_string())?;
+    run(cargo()
+        .args(["run", "--quiet", "--manifest-path", "tests/one-feature/Cargo.toml"])
+        .env("CARGO_TARGET_DIR", &target))?;
+    docs(true)?;
+    // Last, so that its closing line is the run's summary.
+    conformance(&[])
+}
+
+fn conformance(args: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--quiet", "-p", "smsgw-e2e", "--test", "conformance", "--"]);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--provider" => {
+                let name = it.next().ok_or("--provider needs a name")?;
+                cmd.args(["--provider", name]);
+            }
+            other => return Err(format!("unknown conformance option '{other}'")),
+        }
+    }
+    run(&mut cmd)
+}
+
+const REFERENCE: &str = "docs/providers/reference.md";
+
+fn docs(check: bool) -> Result<(), String> {
+    let out = cargo()
+        .args(["run", "--quiet", "-p", "smsgw-cli", "--", "providers", "--markdown"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "smsgw providers --markdown failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let fresh = String::from_utf8(out.stdout).map_err(|e| e.to_string())?;
+    let current = std::fs::read_to_string(REFERENCE).unwrap_or_default();
+    if check {
+        if current != fresh {
+            return Err(format!("{REFERENCE} is stale: run `cargo xtask docs` and commit it"));
+        }
+        eprintln!("xtask: {REFERENCE} is up to date");
+        return Ok(());
+    }
+    std::fs::write(REFERENCE, fresh).map_err(|e| e.to_string())?;
+    eprintln!("xtask: wrote {REFERENCE}");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "-p", "smsgw-cli", "--", "bench"]);
+    cmd.args(args);
+    run(&mut cmd)
+}

@@ -44,8 +44,11 @@ enum Command {
     /// List the compiled-in providers with their parameters.
     Providers {
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         json: bool,
+        /// Print the Markdown parameter reference (docs/providers/reference.md).
+        #[arg(long)]
+        markdown: bool,
     },
     /// List the configured gateways, secrets censored.
     Gateways {
@@ -74,7 +77,13 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose, cli.quiet);
     let code = match cli.command {
-        Command::Providers { json } => output::providers(Registry::global(), json),
+        Command::Providers { json, markdown } => {
+            if markdown {
+                output::providers_markdown(Registry::global())
+            } else {
+                output::providers(Registry::global(), json)
+            }
+        }
         Command::Gateways { json } => with_config(cli.config, |cfg| output::gateways(cfg, json)),
         Command::Check => with_config(cli.config, check),
         Command::Send(args) => with_config(cli.config, |cfg| send(cfg, args)),
