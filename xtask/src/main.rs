@@ -54,7 +54,9 @@ fn cargo() -> Command {
 
 fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -64,7 +66,14 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 fn ci() -> Result<(), String> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     test()
 }
 
@@ -77,7 +86,12 @@ fn test() -> Result<(), String> {
     // Same versions as the workspace, so that target/ already holds most of what it needs.
     std::fs::copy("Cargo.lock", "tests/one-feature/Cargo.lock").map_err(|e| e.to_string())?;
     run(cargo()
-        .args(["run", "--quiet", "--manifest-path", "tests/one-feature/Cargo.toml"])
+        .args([
+            "run",
+            "--quiet",
+            "--manifest-path",
+            "tests/one-feature/Cargo.toml",
+        ])
         .env("CARGO_TARGET_DIR", &target))?;
     docs(true)?;
     // Last, so that its closing line is the run's summary.
@@ -86,7 +100,15 @@ fn test() -> Result<(), String> {
 
 fn conformance(args: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["test", "--quiet", "-p", "smsgw-e2e", "--test", "conformance", "--"]);
+    cmd.args([
+        "test",
+        "--quiet",
+        "-p",
+        "smsgw-e2e",
+        "--test",
+        "conformance",
+        "--",
+    ]);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -104,7 +126,15 @@ const REFERENCE: &str = "docs/providers/reference.md";
 
 fn docs(check: bool) -> Result<(), String> {
     let out = cargo()
-        .args(["run", "--quiet", "-p", "smsgw-cli", "--", "providers", "--markdown"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "smsgw-cli",
+            "--",
+            "providers",
+            "--markdown",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
@@ -117,7 +147,9 @@ fn docs(check: bool) -> Result<(), String> {
     let current = std::fs::read_to_string(REFERENCE).unwrap_or_default();
     if check {
         if current != fresh {
-            return Err(format!("{REFERENCE} is stale: run `cargo xtask docs` and commit it"));
+            return Err(format!(
+                "{REFERENCE} is stale: run `cargo xtask docs` and commit it"
+            ));
         }
         eprintln!("xtask: {REFERENCE} is up to date");
         return Ok(());
@@ -129,7 +161,15 @@ fn docs(check: bool) -> Result<(), String> {
 
 fn bench(args: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "-p", "smsgw-cli", "--", "bench"]);
+    cmd.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "smsgw-cli",
+        "--",
+        "bench",
+    ]);
     cmd.args(args);
     run(&mut cmd)
 }

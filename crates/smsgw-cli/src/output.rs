@@ -65,8 +65,16 @@ pub fn providers_markdown(registry: &Registry) -> u8 {
         }
         out.push_str(&format!(
             "Free options: {}. Headers: {}.\n\n",
-            if d.free_options { "sent as request parameters" } else { "none (an unknown option is an error)" },
-            if d.headers { "sent as given" } else { "not accepted" }
+            if d.free_options {
+                "sent as request parameters"
+            } else {
+                "none (an unknown option is an error)"
+            },
+            if d.headers {
+                "sent as given"
+            } else {
+                "not accepted"
+            }
         ));
         out.push_str("| parameter | required | default | kind | secret | description |\n|---|---|---|---|---|---|\n");
         for p in d.all_params() {

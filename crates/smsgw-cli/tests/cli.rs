@@ -36,7 +36,12 @@ fn providers_lists_every_compiled_in_provider() {
     let o = run(&["providers", "--json"]);
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["http", "sipgate", "smpp", "smtp"]);
     let (out, _) = text(&run(&["providers"]));
     assert!(out.contains("privacyidea.lib.smsprovider.HttpSMSProvider.HttpSMSProvider"));
@@ -55,7 +60,10 @@ fn every_shipped_example_passes_check() {
             n += 1;
         }
     }
-    assert!(n >= 6, "expected the spec's three HTTP examples and one per other provider");
+    assert!(
+        n >= 6,
+        "expected the spec's three HTTP examples and one per other provider"
+    );
 }
 
 #[test]
@@ -102,12 +110,20 @@ provider = "pigeon"
 
 #[test]
 fn missing_or_broken_file_exits_2() {
-    let o = smsgw().args(["check"]).current_dir(std::env::temp_dir()).output().unwrap();
+    let o = smsgw()
+        .args(["check"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("smsgw.toml"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(&dir, "[gateways.x\n");
-    let o = smsgw().args(["check"]).env("SMSGW_CONFIG", &cfg).output().unwrap();
+    let o = smsgw()
+        .args(["check"])
+        .env("SMSGW_CONFIG", &cfg)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("line 1"), "{}", text(&o).1);
 }
@@ -145,8 +161,18 @@ options = { SMSC_HOST = "127.0.0.1", SMSC_PORT = "2775", PASSWORD = "pw6" }
         let o = run(&full);
         let (out, err) = text(&o);
         assert_eq!(o.status.code(), Some(0), "{err}");
-        for s in ["smtp-secret-1", "url-secret-2", "pw-secret-3", "pw-secret-4", "tok-secret-5", "pw6"] {
-            assert!(!out.contains(s) && !err.contains(s), "{s} shown by {args:?}:\n{out}");
+        for s in [
+            "smtp-secret-1",
+            "url-secret-2",
+            "pw-secret-3",
+            "pw-secret-4",
+            "tok-secret-5",
+            "pw6",
+        ] {
+            assert!(
+                !out.contains(s) && !err.contains(s),
+                "{s} shown by {args:?}:\n{out}"
+            );
         }
         assert!(out.contains("__CENSORED__"));
         assert!(out.contains("bob"), "non-secret values stay visible");
@@ -170,7 +196,9 @@ fn send_to_unknown_gateway_exits_2_and_refused_connection_exits_1() {
     let o = run(&["-c", c, "send", "-g", "nope", "-p", "+4915", "-m", "x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("no gateway 'nope'"));
-    let o = run(&["-c", c, "send", "-g", "h", "-p", "+4915", "-m", "x", "--json"]);
+    let o = run(&[
+        "-c", c, "send", "-g", "h", "-p", "+4915", "-m", "x", "--json",
+    ]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(err.contains("safe to retry"), "{err}");
@@ -227,13 +255,22 @@ smsgateway:
     assert!(out.contains("provider = \"http\""), "{out}");
     assert!(out.contains("text = \"Your OTP value is {otp}\""), "{out}");
     assert!(out.contains("X-Version = \"1\""), "{out}");
-    assert!(out.contains("__FILL_IN__") && out.contains("#   gateways.clickatell.options.password"), "{out}");
+    assert!(
+        out.contains("__FILL_IN__") && out.contains("#   gateways.clickatell.options.password"),
+        "{out}"
+    );
     let cfg = write_config(&dir, &out);
     let o = run(&["-c", cfg.to_str().unwrap(), "check"]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err.contains("gateway 'clickatell', option 'password': still holds the placeholder"), "{err}");
-    assert!(err.contains("smtp server 'relay', field 'password'"), "{err}");
+    assert!(
+        err.contains("gateway 'clickatell', option 'password': still holds the placeholder"),
+        "{err}"
+    );
+    assert!(
+        err.contains("smtp server 'relay', field 'password'"),
+        "{err}"
+    );
     // Filled in, it passes.
     let filled = out.replace("__FILL_IN__", "real-value");
     let cfg = write_config(&dir, &filled);
@@ -264,6 +301,11 @@ fn send_stdin(args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
