@@ -34,10 +34,10 @@ pub struct Received {
 pub trait SinkHandle: Send + Sync {
     /// The address it listens on.
     fn addr(&self) -> SocketAddr;
-    /// What it received.
-    fn recorder(&self) -> &Recorder;
-    /// How it misbehaves.
-    fn faults(&self) -> &FaultPlan;
+    /// What it received (a handle sharing the sink's records).
+    fn recorder(&self) -> Recorder;
+    /// How it misbehaves (a handle sharing the sink's plan).
+    fn faults(&self) -> FaultPlan;
 }
 
 #[doc(hidden)]

@@ -27,11 +27,11 @@ impl SinkHandle for LineSink {
     fn addr(&self) -> SocketAddr {
         self.addr
     }
-    fn recorder(&self) -> &Recorder {
-        &self.recorder
+    fn recorder(&self) -> Recorder {
+        self.recorder.clone()
     }
-    fn faults(&self) -> &FaultPlan {
-        &self.faults
+    fn faults(&self) -> FaultPlan {
+        self.faults.clone()
     }
 }
 
