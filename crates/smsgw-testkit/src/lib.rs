@@ -9,6 +9,9 @@
 pub mod conformance;
 
 use std::net::SocketAddr;
+pub mod http;
+pub mod sipgate;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
