@@ -7,11 +7,11 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
-
-use std::net::SocketAddr;
 pub mod http;
 pub mod sipgate;
+pub mod smtp;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
