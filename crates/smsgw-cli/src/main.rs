@@ -6,6 +6,7 @@
 mod bulk;
 mod import;
 mod output;
+mod sinks;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -60,6 +61,15 @@ enum Command {
     Check,
     /// Send an SMS (or one to every line of a CSV file) through a gateway.
     Send(bulk::SendArgs),
+    /// Run local sinks (HTTP, sipgate XML-RPC, SMTP, SMPP) on loopback and print what arrives.
+    Sink(sinks::SinkArgs),
+    /// Send one SMS through every compiled-in provider against in-process sinks, and show what
+    /// arrived. Needs no configuration and no network.
+    Demo {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert a privacyIDEA `pi-manage config export` (JSON or YAML) into smsgw.toml on standard output.
     ImportPrivacyidea {
         /// The exported file.
@@ -88,6 +98,8 @@ fn main() -> ExitCode {
         Command::Check => with_config(cli.config, check),
         Command::Send(args) => with_config(cli.config, |cfg| send(cfg, args)),
         Command::ImportPrivacyidea { file } => import::run(&file),
+        Command::Sink(args) => sinks::sink(args),
+        Command::Demo { json } => sinks::demo(json),
     };
     ExitCode::from(code)
 }
