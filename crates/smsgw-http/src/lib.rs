@@ -495,6 +495,7 @@ impl HttpProvider {
                 ErrorKind::NotSent,
                 format!("cannot connect to {shown_url}: {chain}"),
             )
+            .with_code("connect")
         } else if e.is_timeout() {
             self.error(
                 ErrorKind::Unknown,
