@@ -6,6 +6,8 @@
 //! `smsgw demo` read. Each sink can be told to misbehave through its [`FaultPlan`].
 #![deny(missing_docs)]
 
+pub mod smsc;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -209,7 +211,13 @@ mod tests {
         let got: Vec<_> = (0..5).map(|_| p.next_request()).collect();
         assert_eq!(
             got,
-            vec![None, Some(Fault::Close), None, Some(Fault::NeverAnswer), Some(Fault::NeverAnswer)]
+            vec![
+                None,
+                Some(Fault::Close),
+                None,
+                Some(Fault::NeverAnswer),
+                Some(Fault::NeverAnswer)
+            ]
         );
         p.clear();
         p.next(1, Fault::Close);
