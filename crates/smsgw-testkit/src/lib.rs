@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod harness;
 pub mod http;
 pub mod sipgate;
+pub mod smsc;
 pub mod smtp;
 
 use std::net::SocketAddr;
