@@ -27,6 +27,7 @@ macro_rules! sink_handle {
 sink_handle!(crate::http::HttpSink);
 sink_handle!(crate::sipgate::SipgateSink);
 sink_handle!(crate::smtp::SmtpSink);
+sink_handle!(crate::smsc::Smsc);
 
 fn gateway(id: &str, provider: &str, options: &[(&str, String)]) -> GatewayDef {
     GatewayDef {
@@ -152,6 +153,44 @@ impl Harness for SmtpHarness {
     }
 }
 
+/// The `smpp` provider against the test SMSC [`Smsc`](crate::smsc::Smsc).
+pub struct SmppHarness;
+
+#[async_trait::async_trait]
+impl Harness for SmppHarness {
+    fn provider(&self) -> &'static str {
+        "smpp"
+    }
+    async fn start_sink(&self) -> Box<dyn SinkHandle> {
+        Box::new(crate::smsc::Smsc::start().await.expect("start the SMSC sink"))
+    }
+    fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
+        Setup::new(gateway(
+            "smpp-sink",
+            "smpp",
+            &[
+                ("SMSC_HOST", addr.ip().to_string()),
+                ("SMSC_PORT", addr.port().to_string()),
+                ("SYSTEM_ID", "smsgw".into()),
+                ("PASSWORD", "smppsec1".into()),
+                ("S_ADDR", "smsgw".into()),
+                ("S_ADDR_TON", "5".into()),
+                ("D_ADDR_TON", "1".into()),
+                ("D_ADDR_NPI", "1".into()),
+                ("TIMEOUT", timeout_secs.to_string()),
+            ],
+        ))
+    }
+    fn secrets(&self) -> Vec<String> {
+        vec!["smppsec1".into()]
+    }
+    fn enable_delivery_reports(&self, setup: &mut Setup) {
+        let o = &mut setup.gateway.options;
+        o.insert("BIND".into(), "transceiver".into());
+        o.insert("REGISTERED_DELIVERY".into(), "yes".into());
+    }
+}
+
 /// Starts the sink that stands in for built-in provider `provider` on `addr`.
 pub async fn start_builtin_sink_on(
     provider: &str,
@@ -180,6 +219,7 @@ pub fn builtin() -> Vec<Box<dyn Harness>> {
         Box::new(HttpHarness),
         Box::new(SipgateHarness),
         Box::new(SmtpHarness),
+        Box::new(SmppHarness),
     ];
     let mut v: Vec<Box<dyn Harness>> = all
         .into_iter()
