@@ -1,4 +1,6 @@
-//! No secret of an http gateway appears in Debug output, errors or logs (captured at TRACE).
+//! No secret of an http gateway appears in Debug output, errors or logs (captured at TRACE), and
+//! the text is logged at TRACE only. A single test in this binary: tracing's per-thread
+//! subscribers are unreliable while other tests of the same process log concurrently.
 
 mod common;
 
@@ -124,10 +126,9 @@ async fn secrets_stay_out_of_debug_errors_and_logs() {
     // The message text is logged at TRACE only: it appears here (TRACE), with the request details.
     assert!(logs.contains("issuing request"), "{logs}");
     assert!(logs.contains(MESSAGE), "the text is traced at TRACE level");
-}
+    drop(_guard);
 
-#[tokio::test]
-async fn the_text_is_not_logged_at_debug() {
+    // At DEBUG the request is described, but the text is not logged.
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -136,7 +137,7 @@ async fn the_text_is_not_logged_at_debug() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let sink = HttpSink::start().await.unwrap();
+    sink.faults().clear();
     let gw = gateway(
         &[("URL", &format!("{}/a", sink.url())), ("text", "{otp}")],
         &[],

@@ -12,6 +12,9 @@
 //! and the text from configurable field names ([`FieldNames`]) of the query, the form or the JSON
 //! body. Other protocols built on HTTP (the sipgate sink) bring their own handler.
 //!
+//! Every request is recorded when it arrives, before the fault plan's delay, silence or close is
+//! applied: a client whose send timed out can still check what the sink received.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
