@@ -170,6 +170,7 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
         None
     };
     let rt = super::runtime();
+    let started_at = std::time::Instant::now();
     let (mut sent, mut failed, mut unknown) = (0usize, 0usize, 0usize);
     let mut started = vec![false; total];
     rt.block_on(async {
@@ -190,14 +191,15 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
         let outcomes = gateway.send_stream(input, args.concurrency as usize);
         let mut outcomes = std::pin::pin!(outcomes);
         let mut done = 0usize;
-        while let Some(Outcome { index, message, result }) = outcomes.next().await {
+        while let Some(Outcome { index, message, result, elapsed }) = outcomes.next().await {
+            let ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
             started[index] = true;
             done += 1;
             let line = line_numbers[index];
             let rec = match &result {
                 Ok(r) => {
                     sent += 1;
-                    json!({"line": line, "phone": message.phone, "status": "sent", "message_ids": r.message_ids, "parts": r.parts})
+                    json!({"line": line, "phone": message.phone, "status": "sent", "message_ids": r.message_ids, "parts": r.parts, "ms": ms})
                 }
                 Err(e) => {
                     if e.may_have_been_sent() {
@@ -208,6 +210,7 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
                     let mut v = super::output::error_json(e);
                     v["line"] = json!(line);
                     v["phone"] = json!(message.phone);
+                    v["ms"] = json!(ms);
                     v
                 }
             };
@@ -241,9 +244,13 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
         }
         let _ = w.flush();
     }
+    let secs = started_at.elapsed().as_secs_f64();
+    let usage = ResourceUsage::of_this_process();
     let summary = json!({
         "sent": sent, "failed": failed, "may_have_been_sent": unknown,
         "not_started": not_started.len(), "skipped_lines": bad.len(),
+        "seconds": secs, "messages_per_second": if secs > 0.0 { (total - not_started.len()) as f64 / secs } else { 0.0 },
+        "cpu_seconds": usage.cpu_seconds, "peak_rss_kib": usage.peak_rss_kib,
     });
     if args.json {
         println!("{summary}");
@@ -258,5 +265,37 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
         0
     } else {
         super::EXIT_FAILED
+    }
+}
+
+/// CPU time and peak memory of this process, from /proc (Linux); zero elsewhere.
+struct ResourceUsage {
+    cpu_seconds: f64,
+    peak_rss_kib: u64,
+}
+
+impl ResourceUsage {
+    fn of_this_process() -> Self {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may contain spaces) start at ") ".
+        let fields: Vec<&str> = stat
+            .rsplit_once(") ")
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let peak_rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        // Linux reports CPU times in clock ticks of 100 Hz (USER_HZ) to user space.
+        ResourceUsage {
+            cpu_seconds: ticks / 100.0,
+            peak_rss_kib,
+        }
     }
 }

@@ -106,11 +106,28 @@ fn main() -> ExitCode {
 
 fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let level = match (quiet, verbose) {
+    // -v and -vv raise the level of smsgw's own crates only: the protocol crates underneath log
+    // PDUs and requests (message texts, for SMPP even the bind password) at debug level.
+    let ours = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "debug",
         _ => "trace",
+    };
+    let level = if quiet || verbose == 0 {
+        ours.to_owned()
+    } else {
+        [
+            "smsgw",
+            "smsgw_core",
+            "smsgw_cli",
+            "smsgw_http",
+            "smsgw_sipgate",
+            "smsgw_smtp",
+            "smsgw_smpp",
+        ]
+        .iter()
+        .fold("warn".to_owned(), |acc, c| format!("{acc},{c}={ours}"))
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()

@@ -25,6 +25,9 @@ pub struct SinkArgs {
     /// Print each message as a JSON line (protocol, recipient, text, detail).
     #[arg(long)]
     pub json: bool,
+    /// Also write gateway definitions that send to these sinks into this file (once listening).
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<std::path::PathBuf>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -59,8 +62,17 @@ pub fn sink(args: SinkArgs) -> u8 {
                 }
             }
         }
+        let toml = config.to_toml(false);
+        if let Some(path) = &args.write_config {
+            // Written whole and then renamed, so that a reader never sees half a file.
+            let tmp = path.with_extension("tmp");
+            if let Err(e) = std::fs::write(&tmp, &toml).and_then(|_| std::fs::rename(&tmp, path)) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return super::EXIT_CONFIG;
+            }
+        }
         eprintln!("\nGateway definitions that send to these sinks (for smsgw.toml):\n");
-        eprintln!("{}", config.to_toml(false));
+        eprintln!("{toml}");
         eprintln!("Waiting for messages; Ctrl-C stops.");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Received>();
         for (_, s) in &sinks {

@@ -370,6 +370,8 @@ pub struct Outcome {
     pub message: Message,
     /// Sent (with the receipt) or failed (classified).
     pub result: Result<Receipt, SendError>,
+    /// How long the send took (from taking the message to its outcome).
+    pub elapsed: std::time::Duration,
 }
 
 impl Gateway {
@@ -396,11 +398,13 @@ impl Gateway {
         messages
             .enumerate()
             .map(move |(index, message)| async move {
+                let start = Instant::now();
                 let result = self.send(&message).await;
                 Outcome {
                     index,
                     message,
                     result,
+                    elapsed: start.elapsed(),
                 }
             })
             .buffer_unordered(concurrency.max(1))

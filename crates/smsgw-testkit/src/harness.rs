@@ -51,11 +51,7 @@ impl Harness for HttpHarness {
         "http"
     }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        Box::new(
-            crate::http::HttpSink::start()
-                .await
-                .expect("start the HTTP sink"),
-        )
+        start_loopback(self.provider()).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         Setup::new(gateway(
@@ -86,11 +82,7 @@ impl Harness for SipgateHarness {
         "sipgate"
     }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        Box::new(
-            crate::sipgate::SipgateSink::start()
-                .await
-                .expect("start the sipgate sink"),
-        )
+        start_loopback(self.provider()).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         Setup::new(gateway(
@@ -121,13 +113,7 @@ impl Harness for SmtpHarness {
         "smtp"
     }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        Box::new(
-            crate::smtp::SmtpSink::builder()
-                .credentials(SMTP_CREDENTIALS.0, SMTP_CREDENTIALS.1)
-                .start()
-                .await
-                .expect("start the SMTP sink"),
-        )
+        start_loopback(self.provider()).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         let mut server = SmtpServer::new(format!("smtp://{addr}"), "otp@example.org");
@@ -162,7 +148,7 @@ impl Harness for SmppHarness {
         "smpp"
     }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        Box::new(crate::smsc::Smsc::start().await.expect("start the SMSC sink"))
+        start_loopback(self.provider()).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         Setup::new(gateway(
@@ -191,6 +177,12 @@ impl Harness for SmppHarness {
     }
 }
 
+async fn start_loopback(provider: &str) -> Box<dyn SinkHandle> {
+    start_builtin_sink_on(provider, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the {provider} sink: {e}"))
+}
+
 /// Starts the sink that stands in for built-in provider `provider` on `addr`.
 pub async fn start_builtin_sink_on(
     provider: &str,
@@ -205,6 +197,7 @@ pub async fn start_builtin_sink_on(
                 .start_on(addr)
                 .await?,
         ),
+        "smpp" => Box::new(crate::smsc::Smsc::start_on(addr).await?),
         other => {
             return Err(std::io::Error::other(format!(
                 "no built-in sink for provider '{other}'"
