@@ -4,12 +4,16 @@
 //! notices when the SMSC goes away.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::task::AtomicWaker;
 use futures::{Stream, StreamExt};
 use rusmpp::decode::DecodeWithLength;
 use rusmpp::encode::{Encode, Length};
@@ -19,7 +23,7 @@ use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use smsgw_core::secrecy::ExposeSecret;
 use smsgw_core::{DeliveryReport, ErrorKind, SendError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::config::{BindMode, Settings};
@@ -28,6 +32,12 @@ use crate::status::{ESME_RINVPASWD, ESME_RINVSYSID, ESME_RINVSYSTYP, status_name
 
 /// The largest PDU accepted from the SMSC.
 const MAX_PDU: usize = 8192;
+
+/// The sequence number of the hand-written bind. rusmppc numbers its own PDUs 1, 3, 5, … (client
+/// requests) and 2, 4, 6, … (its enquire_links), so the bind takes the largest valid number
+/// (SMPP 3.4 allows 0x00000001..=0x7FFFFFFF), which rusmppc reaches only after about a billion
+/// PDUs on one session.
+pub(crate) const BIND_SEQUENCE: u32 = 0x7FFF_FFFF;
 
 /// Responses that arrived for sequence numbers, and the sends waiting for them.
 #[derive(Default)]
@@ -44,6 +54,7 @@ struct Pending {
 struct Shared {
     pending: Mutex<Pending>,
     alive: AtomicBool,
+    kick: Arc<Kick>,
 }
 
 impl Shared {
@@ -102,18 +113,144 @@ pub(crate) struct Session {
     pub id: u64,
     client: rusmppc::Client,
     shared: Arc<Shared>,
+    kick: Arc<Kick>,
     task: tokio::task::JoinHandle<()>,
     unbind_timeout: Duration,
 }
 
+/// Works around a lost wake-up in rusmppc 0.4's connection future: one poll takes at most 5
+/// queued actions and writes at most about 2 PDUs, then returns `Pending` as soon as the socket
+/// has nothing to read, without waking itself for the rest. It is polled again only when
+/// something arrives or a timer fires, so PDUs queued behind the limit wait for a response to
+/// an earlier one, and wait for ever when none is in flight (or until the next enquire_link).
+///
+/// [`Kick`] counts the PDUs handed to the client whose write is not yet acknowledged and wakes
+/// the connection for each new one; [`Driven`] (which runs the connection future) polls the
+/// connection again while that count is not zero and the socket is not what it waits on
+/// ([`Watched`] notes when a write would block: then the socket wakes it).
+#[derive(Default)]
+struct Kick {
+    unacked: AtomicUsize,
+    write_blocked: AtomicBool,
+    connection: AtomicWaker,
+}
+
+/// Counts one PDU as handed to rusmppc and not yet written, for as long as it lives.
+struct Unacked<'a>(&'a Kick);
+
+impl<'a> Unacked<'a> {
+    fn new(kick: &'a Kick) -> Self {
+        kick.unacked.fetch_add(1, Ordering::SeqCst);
+        // The connection may have gone to sleep with actions still queued.
+        kick.connection.wake();
+        Unacked(kick)
+    }
+}
+
+impl Drop for Unacked<'_> {
+    fn drop(&mut self) {
+        self.0.unacked.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The connection future of rusmppc, polled again while writes wait (see [`Kick`]).
+struct Driven<F> {
+    connection: Pin<Box<F>>,
+    kick: Arc<Kick>,
+}
+
+impl<F: Future<Output = ()>> Future for Driven<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.kick.connection.register(cx.waker());
+        match this.connection.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                if this.kick.unacked.load(Ordering::SeqCst) > 0
+                    && !this.kick.write_blocked.load(Ordering::SeqCst)
+                {
+                    // Writes are queued and nothing else will wake the connection for them:
+                    // poll it again after the other tasks had their turn.
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The stream under rusmppc: passes everything through and notes whether a write would block.
+struct Watched<S> {
+    inner: S,
+    kick: Arc<Kick>,
+}
+
+impl<S> Watched<S> {
+    fn note<T>(&self, poll: Poll<T>) -> Poll<T> {
+        self.kick
+            .write_blocked
+            .store(poll.is_pending(), Ordering::SeqCst);
+        poll
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.note(poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 impl Session {
     /// True while the session can take submits.
+    ///
+    /// Not `Client::is_active`: that queues a ping action in the connection on every call, and
+    /// a burst of sends buried their submits behind hundreds of pings (see [`Kick`]).
     pub fn is_alive(&self) -> bool {
-        self.shared.alive.load(Ordering::SeqCst) && self.client.is_active()
+        self.shared.alive.load(Ordering::SeqCst) && !self.client.is_closed()
     }
 
     /// Writes a submit_sm; returns its sequence number once it is flushed to the socket.
     pub async fn write_submit(&self, sm: SubmitSm) -> Result<u32, WriteError> {
+        let _unacked = Unacked::new(&self.kick);
         match self.client.no_wait().submit_sm(sm).await {
             Ok(seq) => Ok(seq),
             Err(rusmppc::error::Error::ConnectionClosed) => {
@@ -153,15 +290,36 @@ impl Session {
     /// Unbinds and closes the connection, each step bounded.
     pub async fn unbind(&self) {
         self.shared.mark_dead();
-        if self.client.is_active() {
-            match tokio::time::timeout(self.unbind_timeout, self.client.unbind()).await {
-                Ok(Ok(())) => tracing::debug!(session = self.id, "unbound"),
+        let t = self.unbind_timeout;
+        if !self.client.is_closed() {
+            // Written without waiting (the write is counted, see `Kick`); the unbind_resp comes
+            // through the event task like a submit_sm_resp.
+            let unacked = Unacked::new(&self.kick);
+            let written = tokio::time::timeout(t, self.client.no_wait().unbind()).await;
+            drop(unacked);
+            match written {
+                Ok(Ok(seq)) => {
+                    let answered = match self.await_response(seq) {
+                        Awaiting::Ready(_) => true,
+                        Awaiting::Wait(rx) => {
+                            matches!(tokio::time::timeout(t, rx).await, Ok(Ok(_)))
+                        }
+                        Awaiting::Lost => false,
+                    };
+                    if answered {
+                        tracing::debug!(session = self.id, "unbound");
+                    } else {
+                        self.abandon(seq);
+                        tracing::debug!(session = self.id, "no unbind_resp in time");
+                    }
+                }
                 Ok(Err(e)) => tracing::debug!(session = self.id, error = %e, "unbind failed"),
-                Err(_) => tracing::debug!(session = self.id, "no unbind_resp in time"),
+                Err(_) => tracing::debug!(session = self.id, "unbind not written in time"),
             }
         }
         // After unbind the connection may already be closed: ignore ConnectionClosed.
-        let _ = tokio::time::timeout(self.unbind_timeout, self.client.close_and_wait()).await;
+        let _unacked = Unacked::new(&self.kick);
+        let _ = tokio::time::timeout(t, self.client.close_and_wait()).await;
     }
 }
 
@@ -174,9 +332,12 @@ impl Drop for Session {
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
             let client = self.client.clone();
+            let kick = self.kick.clone();
             let t = self.unbind_timeout;
             handle.spawn(async move {
-                let _ = tokio::time::timeout(t, client.unbind()).await;
+                // Nobody reads the unbind_resp any more: write the unbind, then close.
+                let _unacked = Unacked::new(&kick);
+                let _ = tokio::time::timeout(t, client.no_wait().unbind()).await;
                 let _ = tokio::time::timeout(t, client.close()).await;
             });
         }
@@ -284,7 +445,7 @@ fn bind_command(settings: &Settings) -> Result<Command, SendError> {
         )
         .into(),
     };
-    Ok(Command::new(CommandStatus::EsmeRok, 1, pdu))
+    Ok(Command::new(CommandStatus::EsmeRok, BIND_SEQUENCE, pdu))
 }
 
 /// Encodes a command as it goes on the wire (length prefix included), without logging it.
@@ -390,16 +551,26 @@ where
                 ),
             )
         })??;
-    let (client, events) = rusmppc::ConnectionBuilder::new()
+    let kick = Arc::new(Kick::default());
+    let (client, events, connection) = rusmppc::ConnectionBuilder::new()
         .max_command_length(MAX_PDU)
         .enquire_link_interval(settings.enquire_link)
         .enquire_link_response_timeout(t)
         .response_timeout(t)
         .disable_interface_version_check()
-        .connected(stream);
+        .no_spawn()
+        .connected(Watched {
+            inner: stream,
+            kick: kick.clone(),
+        });
+    tokio::spawn(Driven {
+        connection: Box::pin(connection),
+        kick: kick.clone(),
+    });
     let shared = Arc::new(Shared {
         pending: Mutex::new(Pending::default()),
         alive: AtomicBool::new(true),
+        kick: kick.clone(),
     });
     let task = tokio::spawn(run_events(
         events,
@@ -420,6 +591,7 @@ where
         id,
         client,
         shared,
+        kick,
         task,
         unbind_timeout: t,
     })
@@ -438,9 +610,12 @@ async fn run_events(
     while let Some(event) = events.next().await {
         match event {
             rusmppc::Event::Incoming(cmd) => match cmd.id() {
-                CommandId::SubmitSmResp | CommandId::GenericNack => shared.deliver(cmd),
+                CommandId::SubmitSmResp | CommandId::GenericNack | CommandId::UnbindResp => {
+                    shared.deliver(cmd)
+                }
                 CommandId::DeliverSm => {
                     let seq = cmd.sequence_number();
+                    let _unacked = Unacked::new(&shared.kick);
                     let _ = tokio::time::timeout(
                         t,
                         client.deliver_sm_resp(seq, DeliverSmResp::default()),
@@ -466,8 +641,10 @@ async fn run_events(
                 CommandId::Unbind => {
                     tracing::info!(session = id, "the SMSC unbound the session");
                     shared.mark_dead();
+                    let unacked = Unacked::new(&shared.kick);
                     let _ =
                         tokio::time::timeout(t, client.unbind_resp(cmd.sequence_number())).await;
+                    drop(unacked);
                     let _ = client.close().await;
                 }
                 other => tracing::trace!(session = id, command = ?other, "ignored PDU"),
