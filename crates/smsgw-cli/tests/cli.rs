@@ -292,7 +292,6 @@ smsgateway:
     assert_eq!(o.status.code(), Some(2));
 }
 
-#[allow(dead_code)]
 fn send_stdin(args: &[&str], input: &str) -> Output {
     let mut child = smsgw()
         .args(args)
@@ -308,4 +307,130 @@ fn send_stdin(args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// A loopback HTTP gateway for the command to send to, and a config pointing at it.
+fn http_sink(
+    dir: &tempfile::TempDir,
+) -> (
+    tokio::runtime::Runtime,
+    smsgw_testkit::http::HttpSink,
+    PathBuf,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sink = rt.block_on(smsgw_testkit::http::HttpSink::start()).unwrap();
+    let cfg = write_config(
+        dir,
+        &format!(
+            "[gateways.h]\nprovider = \"http\"\noptions = {{ URL = \"http://{}/send\", HTTP_METHOD = \"POST\", to = \"{{phone}}\", text = \"{{otp}}\", REGEXP = '/^00/+/' }}\n",
+            sink.addr()
+        ),
+    );
+    (rt, sink, cfg)
+}
+
+#[test]
+fn send_prints_a_receipt_and_reads_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_rt, sink, cfg) = http_sink(&dir);
+    let c = cfg.to_str().unwrap();
+    let o = run(&[
+        "-c",
+        c,
+        "send",
+        "-g",
+        "h",
+        "-p",
+        "00491511234567",
+        "-m",
+        "Grüße & 123456",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.starts_with("sent via h (http)"), "{out}");
+    let o = send_stdin(
+        &[
+            "-c", c, "send", "-g", "h", "-p", "+4915", "-m", "-", "--json",
+        ],
+        "from stdin\nline 2\n",
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["status"], "sent");
+    let got = sink.recorder().all();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].recipient, "+491511234567", "REGEXP applied");
+    assert_eq!(got[0].text, "Grüße & 123456");
+    assert_eq!(
+        got[1].text, "from stdin\nline 2",
+        "the final newline of stdin is not part of the message"
+    );
+}
+
+#[test]
+fn bulk_send_reports_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_rt, sink, cfg) = http_sink(&dir);
+    let csv = dir.path().join("r.csv");
+    let mut body = String::from("phone,message\n# a comment\n");
+    for i in 0..30 {
+        body.push_str(&format!("+4915100{i:03},\"hello, {i}\"\n"));
+    }
+    body.push_str("+4915199\n"); // no message: takes --message
+    body.push_str("not-a-number,x\n");
+    body.push_str("+4915,a,b\n");
+    std::fs::write(&csv, body).unwrap();
+    let report = dir.path().join("report.jsonl");
+    let o = run(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "send",
+        "-g",
+        "h",
+        "--file",
+        csv.to_str().unwrap(),
+        "-m",
+        "default text",
+        "--concurrency",
+        "4",
+        "--report",
+        report.to_str().unwrap(),
+        "--json",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "malformed lines make the run not fully sent: {out}{err}"
+    );
+    assert!(
+        err.contains("r.csv:34: skipped") && err.contains("r.csv:35: skipped"),
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["sent"], 31);
+    assert_eq!(summary["skipped_lines"], 2);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        33,
+        "one line per message and per malformed line"
+    );
+    assert_eq!(lines.iter().filter(|l| l["status"] == "sent").count(), 31);
+    let got = sink.recorder().all();
+    assert_eq!(got.len(), 31);
+    assert!(got.iter().any(|r| r.text == "hello, 7"));
+    assert!(
+        got.iter()
+            .any(|r| r.recipient == "+4915199" && r.text == "default text")
+    );
 }
