@@ -93,7 +93,6 @@ fn test() -> Result<(), String> {
             "tests/one-feature/Cargo.toml",
         ])
         .env("CARGO_TARGET_DIR", &target))?;
-    docs(true)?;
     // Last, so that its closing line is the run's summary.
     conformance(&[])
 }

@@ -434,3 +434,15 @@ fn bulk_send_reports_every_line() {
             .any(|r| r.recipient == "+4915199" && r.text == "default text")
     );
 }
+
+#[test]
+fn parameter_reference_is_fresh() {
+    let o = run(&["providers", "--markdown"]);
+    assert_eq!(o.status.code(), Some(0));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/providers/reference.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == String::from_utf8_lossy(&o.stdout),
+        "docs/providers/reference.md is stale: run `cargo xtask docs` and commit it"
+    );
+}
