@@ -62,66 +62,9 @@ pub enum SipgateAnswer {
     },
 }
 
-#[derive(Debug, Clone)]
-struct Rule {
-    from: usize,
-    until: Option<usize>,
-    answer: SipgateAnswer,
-}
-
 /// Which requests get a [`SipgateAnswer`], counted like a [`FaultPlan`] (from 0, per request).
 /// Faults of the [`FaultPlan`] (delay, never answer, close) apply first.
-#[derive(Clone, Default)]
-pub struct AnswerPlan {
-    rules: Arc<Mutex<Vec<Rule>>>,
-    counter: Arc<Mutex<usize>>,
-}
-
-impl AnswerPlan {
-    /// Every request from now on.
-    pub fn always(&self, answer: SipgateAnswer) {
-        let from = *self.counter.lock().unwrap();
-        self.push(from, None, answer);
-    }
-    /// Only request number `n`.
-    pub fn nth(&self, n: usize, answer: SipgateAnswer) {
-        self.push(n, Some(n + 1), answer);
-    }
-    /// Every request from number `n` on.
-    pub fn from(&self, n: usize, answer: SipgateAnswer) {
-        self.push(n, None, answer);
-    }
-    /// The next `count` requests.
-    pub fn next(&self, count: usize, answer: SipgateAnswer) {
-        let from = *self.counter.lock().unwrap();
-        self.push(from, Some(from + count), answer);
-    }
-    /// Back to success.
-    pub fn clear(&self) {
-        self.rules.lock().unwrap().clear();
-    }
-    fn push(&self, from: usize, until: Option<usize>, answer: SipgateAnswer) {
-        self.rules.lock().unwrap().push(Rule {
-            from,
-            until,
-            answer,
-        });
-    }
-    fn next_request(&self) -> Option<SipgateAnswer> {
-        let n = {
-            let mut c = self.counter.lock().unwrap();
-            *c += 1;
-            *c - 1
-        };
-        self.rules
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|r| n >= r.from && r.until.is_none_or(|u| n < u))
-            .map(|r| r.answer.clone())
-    }
-}
+pub type AnswerPlan = crate::Plan<SipgateAnswer>;
 
 /// An XML-RPC call as parsed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
