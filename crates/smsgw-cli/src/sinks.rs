@@ -1,5 +1,6 @@
 //! `smsgw sink` and `smsgw demo`: the test kit's loopback sinks, for people.
 
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -92,18 +93,24 @@ pub fn sink(args: SinkArgs) -> u8 {
                 }
             });
         }
+        // Buffered, and flushed whenever no message is waiting: one write per burst, not per line.
+        let mut out = std::io::BufWriter::new(std::io::stdout());
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 Some(r) = rx.recv() => {
-                    if args.json {
-                        println!("{}", serde_json::to_string(&r).expect("json"));
+                    let _ = if args.json {
+                        writeln!(out, "{}", serde_json::to_string(&r).expect("json"))
                     } else {
-                        println!("[{}] to {}: {}", r.protocol, r.recipient, r.text.replace('\n', "\n    "));
+                        writeln!(out, "[{}] to {}: {}", r.protocol, r.recipient, r.text.replace('\n', "\n    "))
+                    };
+                    if rx.is_empty() {
+                        let _ = out.flush();
                     }
                 }
             }
         }
+        let _ = out.flush();
         0
     })
 }
