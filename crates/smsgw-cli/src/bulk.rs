@@ -159,7 +159,7 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
     let line_numbers: Vec<usize> = lines.iter().map(|l| l.line).collect();
     let messages: Vec<Message> = lines.into_iter().map(|l| l.message).collect();
     let tty = std::io::stderr().is_terminal();
-    let bar = if tty {
+    let bar = if tty && !super::quiet() {
         let b = indicatif::ProgressBar::new(total as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} {msg}")

@@ -33,9 +33,12 @@ struct Cli {
     /// More log output on standard error (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// Less log output (errors only).
+    /// Less output: errors only, no progress lines.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Worker threads for sending and for the sinks (0: one per core).
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    threads: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,6 +89,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
+    let _ = THREADS.set(cli.threads);
+    let _ = QUIET.set(cli.quiet);
     let code = match cli.command {
         Command::Providers { json, markdown } => {
             if markdown {
@@ -170,11 +175,32 @@ fn check(cfg: &Config) -> u8 {
     }
 }
 
+/// `--quiet`: no progress output.
+static QUIET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether `--quiet` was given.
+fn quiet() -> bool {
+    *QUIET.get().unwrap_or(&false)
+}
+
+/// Worker threads of the async runtime, from `--threads` (set once in `main`).
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// One thread by default: sending is I/O-bound, and on a small machine a second worker thread
+/// costs more in cross-thread wake-ups than it gains (see docs/benchmarks.md).
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    let threads = *THREADS.get().unwrap_or(&1);
+    if threads == 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+    }
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads > 1 {
+        b.worker_threads(threads);
+    }
+    b.enable_all().build().expect("tokio runtime")
 }
 
 fn send(cfg: &Config, args: bulk::SendArgs) -> u8 {
