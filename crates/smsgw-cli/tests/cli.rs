@@ -446,3 +446,68 @@ fn parameter_reference_is_fresh() {
         "docs/providers/reference.md is stale: run `cargo xtask docs` and commit it"
     );
 }
+
+#[test]
+fn ctrl_c_stops_a_bulk_send_and_reports_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_rt, sink, cfg) = http_sink(&dir);
+    sink.faults().always(smsgw_testkit::Fault::Delay(
+        std::time::Duration::from_millis(200),
+    ));
+    let csv = dir.path().join("r.csv");
+    let body: String = (0..50).map(|i| format!("+4915100{i:03},m{i}\n")).collect();
+    std::fs::write(&csv, body).unwrap();
+    let report = dir.path().join("report.jsonl");
+    let child = smsgw()
+        .args([
+            "-c",
+            cfg.to_str().unwrap(),
+            "send",
+            "-g",
+            "h",
+            "--concurrency",
+            "2",
+            "--json",
+        ])
+        .arg("--file")
+        .arg(&csv)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "stops promptly"
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 50, "one line per message, sent or not");
+    let sent = lines.iter().filter(|l| l["status"] == "sent").count();
+    let not_started = lines
+        .iter()
+        .filter(|l| l["status"] == "not_started")
+        .count();
+    assert!(
+        sent >= 2 && not_started >= 30,
+        "sent {sent}, not started {not_started}"
+    );
+    assert_eq!(sent + not_started, 50, "in-flight sends were waited for");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["sent"], sent);
+}
