@@ -1,1 +1,402 @@
-fn main() {}
+//! Project automation: `cargo xtask <command>`. Kept free of dependencies on purpose: it only
+//! runs cargo and compares files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  ci                       everything .ci/run needs: fmt check, clippy, test
+  test                     the test suite: workspace tests, the one-feature build, conformance
+  conformance [--provider NAME]
+                           the provider conformance suite, one line per check and provider
+  docs [--check]           regenerate docs/providers/reference.md from the registry
+                           (--check: fail if it is stale)
+  bench [--quick]          throughput benchmarks against the sinks (see docs/benchmarks.md)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root).expect("cd to the workspace root");
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("test") => test(),
+        Some("conformance") => conformance(&args[1..]),
+        Some("docs") => docs(args.iter().any(|a| a == "--check")),
+        Some("bench") => bench(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command '{other}'\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    test()
+}
+
+fn test() -> Result<(), String> {
+    // One build serves the workspace tests (all providers enabled through the tests crate).
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    // The umbrella built with one feature only: its registry must hold exactly that provider.
+    // A separate package outside the workspace's feature unification, sharing target/.
+    let target = root().join("target");
+    // Same versions as the workspace, so that target/ already holds most of what it needs.
+    std::fs::copy("Cargo.lock", "tests/one-feature/Cargo.lock").map_err(|e| e.to_string())?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--manifest-path",
+            "tests/one-feature/Cargo.toml",
+        ])
+        .env("CARGO_TARGET_DIR", &target))?;
+    // Last, so that its closing line is the run's summary.
+    conformance(&[])
+}
+
+fn conformance(args: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--quiet",
+        "-p",
+        "smsgw-e2e",
+        "--test",
+        "conformance",
+        "--",
+    ]);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--provider" => {
+                let name = it.next().ok_or("--provider needs a name")?;
+                cmd.args(["--provider", name]);
+            }
+            other => return Err(format!("unknown conformance option '{other}'")),
+        }
+    }
+    run(&mut cmd)
+}
+
+const REFERENCE: &str = "docs/providers/reference.md";
+
+fn docs(check: bool) -> Result<(), String> {
+    let out = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "smsgw-cli",
+            "--",
+            "providers",
+            "--markdown",
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "smsgw providers --markdown failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let fresh = String::from_utf8(out.stdout).map_err(|e| e.to_string())?;
+    let current = std::fs::read_to_string(REFERENCE).unwrap_or_default();
+    if check {
+        if current != fresh {
+            return Err(format!(
+                "{REFERENCE} is stale: run `cargo xtask docs` and commit it"
+            ));
+        }
+        eprintln!("xtask: {REFERENCE} is up to date");
+        return Ok(());
+    }
+    std::fs::write(REFERENCE, fresh).map_err(|e| e.to_string())?;
+    eprintln!("xtask: wrote {REFERENCE}");
+    Ok(())
+}
+
+/// A number field of a flat JSON object, found by name (xtask keeps no JSON dependency).
+fn json_number(line: &str, key: &str) -> Option<f64> {
+    let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &line[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct BenchRow {
+    provider: &'static str,
+    concurrency: u32,
+    messages: usize,
+    sent: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_per_1000: f64,
+    peak_rss_mib: f64,
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Sends `n` messages through `gateway` with the release `smsgw send --file` and measures it.
+fn bench_one(
+    bin: &Path,
+    cfg: &Path,
+    dir: &Path,
+    provider: &'static str,
+    gateway: &str,
+    n: usize,
+    concurrency: u32,
+) -> Result<BenchRow, String> {
+    let csv = dir.join(format!("recipients-{n}.csv"));
+    if !csv.exists() {
+        let mut body = String::with_capacity(n * 16);
+        for i in 0..n {
+            body.push_str(&format!("+4915{i:09}\n"));
+        }
+        std::fs::write(&csv, body).map_err(|e| e.to_string())?;
+    }
+    let report = dir.join(format!("{gateway}-c{concurrency}.jsonl"));
+    let out = Command::new(bin)
+        .args(["-q", "-c"])
+        .arg(cfg)
+        .args([
+            "send",
+            "-g",
+            gateway,
+            "-m",
+            "Your code is 123456",
+            "--json",
+            "--file",
+        ])
+        .arg(&csv)
+        .args(["--concurrency", &concurrency.to_string(), "--report"])
+        .arg(&report)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lat: Vec<f64> = std::fs::read_to_string(&report)
+        .map_err(|e| {
+            format!(
+                "{gateway}: no report ({e}); smsgw said: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?
+        .lines()
+        .filter_map(|l| json_number(l, "ms"))
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let sent = json_number(&summary, "sent").unwrap_or(0.0);
+    if sent < n as f64 {
+        eprintln!(
+            "xtask: {gateway} c{concurrency}: only {sent} of {n} sent: {summary} {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(BenchRow {
+        provider,
+        concurrency,
+        messages: n,
+        sent,
+        per_second: json_number(&summary, "messages_per_second").unwrap_or(0.0),
+        p50_ms: percentile(&lat, 50.0),
+        p99_ms: percentile(&lat, 99.0),
+        cpu_per_1000: json_number(&summary, "cpu_seconds").unwrap_or(0.0) / (n as f64 / 1000.0),
+        peak_rss_mib: json_number(&summary, "peak_rss_kib").unwrap_or(0.0) / 1024.0,
+    })
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let scale = |n: usize| if quick { n / 10 } else { n };
+    run(cargo().args(["build", "--release", "--quiet", "-p", "smsgw-cli"]))?;
+    let bin = root().join("target/release/smsgw");
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let sinks_cfg = dir.join("sinks.toml");
+    let _ = std::fs::remove_file(&sinks_cfg);
+    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+    // The sinks run in a process of their own, as a real gateway would.
+    let mut sink = Command::new(&bin)
+        .args(["-q", "sink", "--http-port", &ports[0].to_string()])
+        .args(["--sipgate-port", &ports[1].to_string()])
+        .args(["--smtp-port", &ports[2].to_string()])
+        .args(["--smpp-port", &ports[3].to_string()])
+        .arg("--write-config")
+        .arg(&sinks_cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let result = (|| -> Result<(Vec<BenchRow>, BenchRow, Vec<f64>), String> {
+        for _ in 0..100 {
+            if sinks_cfg.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut cfg_text = std::fs::read_to_string(&sinks_cfg)
+            .map_err(|e| format!("the sink did not start: {e}"))?;
+        for w in [1, 64] {
+            cfg_text.push_str(&format!(
+                "\n[gateways.smpp-w{w}]\nprovider = \"smpp\"\n[gateways.smpp-w{w}.options]\n\
+                 SMSC_HOST = \"127.0.0.1\"\nSMSC_PORT = \"{}\"\nSYSTEM_ID = \"smsgw\"\n\
+                 PASSWORD = \"smppsec1\"\nWINDOW = \"{w}\"\nTIMEOUT = \"10\"\n",
+                ports[3]
+            ));
+        }
+        let cfg = dir.join("bench.toml");
+        std::fs::write(&cfg, &cfg_text).map_err(|e| e.to_string())?;
+        let mut rows = Vec::new();
+        for (provider, gw, n) in [
+            ("http", "http-sink", scale(20_000)),
+            ("sipgate", "sipgate-sink", scale(20_000)),
+            ("smtp", "smtp-sink", scale(2_000)),
+        ] {
+            if !cfg_text.contains(&format!("[gateways.{gw}]")) {
+                eprintln!("xtask: {provider} is not compiled in; skipped");
+                continue;
+            }
+            for c in [1, 64] {
+                rows.push(bench_one(&bin, &cfg, &dir, provider, gw, n, c)?);
+            }
+        }
+        for (w, gw) in [(1, "smpp-w1"), (64, "smpp-w64")] {
+            rows.push(bench_one(&bin, &cfg, &dir, "smpp", gw, scale(20_000), w)?);
+        }
+        let big = bench_one(&bin, &cfg, &dir, "http", "http-sink", scale(100_000), 64)?;
+        // Cold start: one whole `smsgw send` process, start to exit.
+        let mut cold = Vec::new();
+        for _ in 0..20 {
+            let t = std::time::Instant::now();
+            let ok = Command::new(&bin)
+                .arg("-c")
+                .arg(&cfg)
+                .args([
+                    "send",
+                    "-g",
+                    "http-sink",
+                    "-p",
+                    "+491511234567",
+                    "-m",
+                    "123456",
+                ])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map_err(|e| e.to_string())?
+                .success();
+            if !ok {
+                return Err("a cold smsgw send failed".to_owned());
+            }
+            cold.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        cold.sort_by(|a, b| a.total_cmp(b));
+        Ok((rows, big, cold))
+    })();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let (rows, big, cold) = result?;
+
+    println!(
+        "{:<8} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>9}",
+        "provider", "conc", "messages", "msg/s", "p50 ms", "p99 ms", "CPU s/1000", "peak MiB"
+    );
+    let mut json = String::from("{\n  \"machine_cores\": ");
+    json.push_str(
+        &std::thread::available_parallelism()
+            .map_or(0, |n| n.get())
+            .to_string(),
+    );
+    json.push_str(",\n  \"runs\": [\n");
+    for (i, r) in rows.iter().chain(std::iter::once(&big)).enumerate() {
+        println!(
+            "{:<8} {:>5} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>12.3} {:>9.1}{}",
+            r.provider,
+            r.concurrency,
+            r.messages,
+            r.per_second,
+            r.p50_ms,
+            r.p99_ms,
+            r.cpu_per_1000,
+            r.peak_rss_mib,
+            if r.sent < r.messages as f64 {
+                "  (not all sent)"
+            } else {
+                ""
+            }
+        );
+        json.push_str(&format!(
+            "    {{\"provider\": \"{}\", \"concurrency\": {}, \"messages\": {}, \"sent\": {}, \"messages_per_second\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"cpu_seconds_per_1000\": {:.4}, \"peak_rss_mib\": {:.1}}}{}\n",
+            r.provider, r.concurrency, r.messages, r.sent, r.per_second, r.p50_ms, r.p99_ms, r.cpu_per_1000, r.peak_rss_mib,
+            if i == rows.len() { "" } else { "," }
+        ));
+    }
+    let median = percentile(&cold, 50.0);
+    println!(
+        "cold `smsgw send` (process start to exit, 20 runs): median {median:.1} ms, min {:.1} ms",
+        cold[0]
+    );
+    json.push_str(&format!(
+        "  ],\n  \"cold_send_ms\": {{\"median\": {median:.2}, \"min\": {:.2}}}\n}}\n",
+        cold[0]
+    ));
+    std::fs::write(dir.join("results.json"), json).map_err(|e| e.to_string())?;
+    eprintln!("xtask: wrote target/bench/results.json");
+    Ok(())
+}

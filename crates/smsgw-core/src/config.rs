@@ -155,9 +155,7 @@ fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, String
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
-            toml::Value::Table(_) => {
-                serde_json::to_string(&v).map_err(serde::de::Error::custom)?
-            }
+            toml::Value::Table(_) => serde_json::to_string(&v).map_err(serde::de::Error::custom)?,
             toml::Value::Boolean(b) => {
                 return Err(serde::de::Error::custom(format!(
                     "option '{k}' = {b}: write the value as a string (\"{}\")",
@@ -206,7 +204,11 @@ impl Config {
         Self::from_toml_str(&text).map_err(|errs| {
             let mut out = ConfigErrors::new();
             for p in errs.problems() {
-                out.push(ConfigProblem::file(format!("{}: {}", path.display(), p.message)));
+                out.push(ConfigProblem::file(format!(
+                    "{}: {}",
+                    path.display(),
+                    p.message
+                )));
             }
             out
         })
@@ -243,7 +245,11 @@ impl Config {
                     t.insert("username".into(), Value::String(u.clone()));
                 }
                 if let Some(p) = s.password() {
-                    let v = if censor { CENSORED.to_owned() } else { p.to_owned() };
+                    let v = if censor {
+                        CENSORED.to_owned()
+                    } else {
+                        p.to_owned()
+                    };
                     t.insert("password".into(), Value::String(v));
                 }
                 if let Some(to) = s.timeout {

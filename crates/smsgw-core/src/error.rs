@@ -121,10 +121,10 @@ impl SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "gateway '{}': {}", self.gateway, self.message)?;
-        if let Some(code) = &self.code {
-            if !self.message.contains(code.as_str()) {
-                write!(f, " (code {code})")?;
-            }
+        if let Some(code) = &self.code
+            && !self.message.contains(code.as_str())
+        {
+            write!(f, " (code {code})")?;
         }
         write!(f, " [{}]", self.outcome())
     }
@@ -174,7 +174,13 @@ impl ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.key {
+        match self.key.as_deref() {
+            Some(key @ ("provider" | "headers" | "description")) => {
+                write!(f, "{}, {}: {}", self.scope, key, self.message)
+            }
+            Some(key) if self.scope.starts_with("smtp server") => {
+                write!(f, "{}, field '{}': {}", self.scope, key, self.message)
+            }
             Some(key) => write!(f, "{}, option '{}': {}", self.scope, key, self.message),
             None => write!(f, "{}: {}", self.scope, self.message),
         }
@@ -232,7 +238,11 @@ impl From<ConfigProblem> for ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "{n} configuration problem{}", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} configuration problem{}",
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             write!(f, "\n  - {p}")?;
         }

@@ -94,7 +94,8 @@ impl Gateway {
     /// `sms_send_total{gateway,result}` and `sms_send_duration_seconds{gateway}`.
     pub async fn send(&self, message: &Message) -> Result<Receipt, SendError> {
         let start = Instant::now();
-        let span = tracing::info_span!("sms_send", gateway = %self.id, provider = self.descriptor.name);
+        let span =
+            tracing::info_span!("sms_send", gateway = %self.id, provider = self.descriptor.name);
         let result = async {
             let rewritten;
             let msg = match &self.rewrite {
@@ -196,7 +197,10 @@ fn check_definition(def: &GatewayDef, desc: &'static ProviderDescriptor) -> Conf
                 spec.name,
                 format!(
                     "set more than once (as {})",
-                    set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" and ")
+                    set.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 ),
             );
         }
@@ -233,12 +237,20 @@ fn check_definition(def: &GatewayDef, desc: &'static ProviderDescriptor) -> Conf
         if !spec.allowed.is_empty() && !spec.allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
             problem(
                 key,
-                format!("'{}' is not one of {}", shown(spec.secret, value), spec.allowed.join(", ")),
+                format!(
+                    "'{}' is not one of {}",
+                    shown(spec.secret, value),
+                    spec.allowed.join(", ")
+                ),
             );
             continue;
         }
         if let Err(msg) = check_kind(spec.kind, value) {
-            let msg = if spec.secret { "the value is not valid".to_owned() } else { msg };
+            let msg = if spec.secret {
+                "the value is not valid".to_owned()
+            } else {
+                msg
+            };
             problem(key, msg);
         }
     }
@@ -267,10 +279,17 @@ fn check_kind(kind: ParamKind, value: &str) -> Result<(), String> {
     match kind {
         ParamKind::Text => Ok(()),
         ParamKind::Url => {
-            let u = url::Url::parse(value.trim())
-                .map_err(|e| format!("'{}' is not a valid URL: {e}", crate::secret::censor_url(value)))?;
+            let u = url::Url::parse(value.trim()).map_err(|e| {
+                format!(
+                    "'{}' is not a valid URL: {e}",
+                    crate::secret::censor_url(value)
+                )
+            })?;
             if u.host_str().is_none_or(str::is_empty) {
-                return Err(format!("'{}' has no host", crate::secret::censor_url(value)));
+                return Err(format!(
+                    "'{}' has no host",
+                    crate::secret::censor_url(value)
+                ));
             }
             Ok(())
         }
@@ -295,10 +314,14 @@ fn check_kind(kind: ParamKind, value: &str) -> Result<(), String> {
 fn check_smtp_servers(servers: &IndexMap<String, SmtpServer>) -> ConfigErrors {
     let mut errs = ConfigErrors::new();
     for (id, s) in servers {
-        let mut p = |key: &str, msg: String| errs.push(ConfigProblem::smtp_server(id, Some(key), msg));
+        let mut p =
+            |key: &str, msg: String| errs.push(ConfigProblem::smtp_server(id, Some(key), msg));
         let server = s.server.trim();
         if server.is_empty() {
-            p("server", "required: a host name, smtp://host:port or smtps://host:port".into());
+            p(
+                "server",
+                "required: a host name, smtp://host:port or smtps://host:port".into(),
+            );
         } else if server.contains("://") {
             match url::Url::parse(server) {
                 Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => {}
@@ -306,7 +329,10 @@ fn check_smtp_servers(servers: &IndexMap<String, SmtpServer>) -> ConfigErrors {
                     "server",
                     format!("scheme '{}' is not smtp:// or smtps://", u.scheme()),
                 ),
-                _ => p("server", format!("'{server}' is not a valid smtp:// or smtps:// address")),
+                _ => p(
+                    "server",
+                    format!("'{server}' is not a valid smtp:// or smtps:// address"),
+                ),
             }
         } else if server.contains(['/', ' ', '@']) {
             p("server", format!("'{server}' is not a host name"));
@@ -314,17 +340,85 @@ fn check_smtp_servers(servers: &IndexMap<String, SmtpServer>) -> ConfigErrors {
         if s.sender.trim().is_empty() || !s.sender.contains('@') {
             p("sender", format!("'{}' is not an email address", s.sender));
         }
-        if let Some(t) = s.timeout {
-            if !(t > 0.0 && t <= 86_400.0) {
-                p("timeout", format!("{t} must be more than 0 and at most 86400 seconds"));
-            }
+        if let Some(t) = s.timeout
+            && !(t > 0.0 && t <= 86_400.0)
+        {
+            p(
+                "timeout",
+                format!("{t} must be more than 0 and at most 86400 seconds"),
+            );
         }
         if s.password.is_some() && s.username.is_none() {
             p("username", "a password is set but no username".into());
         }
         if s.password().is_some_and(|pw| pw.contains(PLACEHOLDER)) {
-            p("password", format!("still holds the placeholder {PLACEHOLDER}: fill in the real value"));
+            p(
+                "password",
+                format!("still holds the placeholder {PLACEHOLDER}: fill in the real value"),
+            );
         }
     }
     errs
+}
+
+/// The outcome of one message of a bulk send: its position in the input, and what happened.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The message's index in the input (0-based).
+    pub index: usize,
+    /// The message.
+    pub message: Message,
+    /// Sent (with the receipt) or failed (classified).
+    pub result: Result<Receipt, SendError>,
+    /// How long the send took (from taking the message to its outcome).
+    pub elapsed: std::time::Duration,
+}
+
+impl Gateway {
+    /// Sends many messages with at most `concurrency` in flight, yielding each outcome as it
+    /// completes (not in input order). Exactly one outcome is yielded per input message.
+    ///
+    /// ```no_run
+    /// # async fn f(gw: smsgw_core::Gateway) {
+    /// use futures::StreamExt;
+    /// let msgs = vec![smsgw_core::Message::new("+4915100", "hi"), smsgw_core::Message::new("+4915101", "hi")];
+    /// let outcomes: Vec<_> = gw.send_stream(futures::stream::iter(msgs), 64).collect().await;
+    /// assert_eq!(outcomes.len(), 2);
+    /// # }
+    /// ```
+    pub fn send_stream<'a, S>(
+        &'a self,
+        messages: S,
+        concurrency: usize,
+    ) -> impl futures::Stream<Item = Outcome> + 'a
+    where
+        S: futures::Stream<Item = Message> + 'a,
+    {
+        use futures::StreamExt;
+        messages
+            .enumerate()
+            .map(move |(index, message)| async move {
+                let start = Instant::now();
+                let result = self.send(&message).await;
+                Outcome {
+                    index,
+                    message,
+                    result,
+                    elapsed: start.elapsed(),
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+    }
+
+    /// Sends all `messages` with at most `concurrency` in flight and returns the outcomes in input
+    /// order, one per message.
+    pub async fn send_all(&self, messages: Vec<Message>, concurrency: usize) -> Vec<Outcome> {
+        use futures::StreamExt;
+        let mut out: Vec<Outcome> = self
+            .send_stream(futures::stream::iter(messages), concurrency)
+            .collect()
+            .await;
+        out.sort_by_key(|o| o.index);
+        out
+    }
 }

@@ -11,7 +11,7 @@
 //!     provider = "no-such-provider"
 //! "#).unwrap();
 //! let errs = Gateways::build(&cfg, Registry::global()).unwrap_err();
-//! assert!(errs.to_string().contains("gateway 'sms1', option 'provider'"));
+//! assert!(errs.to_string().contains("gateway 'sms1', provider: unknown provider"));
 //! ```
 #![deny(missing_docs)]
 
@@ -27,7 +27,7 @@ mod template;
 
 pub use config::{Config, GatewayDef, PLACEHOLDER, SmtpServer};
 pub use error::{ConfigErrors, ConfigProblem, ErrorKind, SendError};
-pub use gateway::{Gateway, Gateways};
+pub use gateway::{Gateway, Gateways, Outcome};
 pub use message::{DeliveryReport, Message, Receipt};
 pub use phone::PhoneRewrite;
 pub use provider::{
@@ -35,12 +35,10 @@ pub use provider::{
     REGEXP, parse_seconds, parse_yes_no,
 };
 pub use registry::{BUILTIN_PROVIDERS, LookupError, Registry};
-pub use secret::{
-    CENSORED, censor_url, censor_value, is_secret_key, url_without_credentials,
-};
+pub use secret::{CENSORED, censor_url, censor_value, is_secret_key, url_without_credentials};
 pub use template::{has_tag, render};
 
+pub use async_trait::async_trait;
 #[doc(hidden)]
 pub use inventory;
-pub use async_trait::async_trait;
 pub use secrecy;

@@ -73,11 +73,11 @@ fn python_replacement(py: &str, pattern: &Regex) -> Result<String, String> {
                 None => return Err("the replacement ends with a lone backslash".into()),
                 Some(d) if d.is_ascii_digit() => {
                     let mut num = d.to_string();
-                    if let Some(&e) = chars.peek() {
-                        if e.is_ascii_digit() {
-                            num.push(e);
-                            chars.next();
-                        }
+                    if let Some(&e) = chars.peek()
+                        && e.is_ascii_digit()
+                    {
+                        num.push(e);
+                        chars.next();
                     }
                     let n: usize = num.parse().expect("digits");
                     check_group(n)?;
@@ -141,7 +141,11 @@ mod tests {
             (r"/^\+49/0/", "+491511234567", "01511234567"),
             (r"/^0(\d+)/+49\1/", "01511234567", "+491511234567"),
             (r"/^0(\d+)/+49\g<1>/", "01511234567", "+491511234567"),
-            (r"/^0(?P<rest>\d+)/0049\g<rest>/", "01511234567", "00491511234567"),
+            (
+                r"/^0(?P<rest>\d+)/0049\g<rest>/",
+                "01511234567",
+                "00491511234567",
+            ),
             (r"/[ \-\/]//", "+49 151/123-4567", "+491511234567"),
             (r"/\s//", " +49 151 1234567 ", "+491511234567"),
             (r"/^(\d)(\d)/\2\1/", "1234", "2134"),

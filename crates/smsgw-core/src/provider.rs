@@ -334,7 +334,9 @@ pub fn parse_seconds(v: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("'{v}' is not a number of seconds"))?;
     if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
-        return Err(format!("'{v}' must be more than 0 and at most 86400 seconds"));
+        return Err(format!(
+            "'{v}' must be more than 0 and at most 86400 seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }

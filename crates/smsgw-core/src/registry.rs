@@ -57,7 +57,9 @@ pub enum LookupError {
         known: Vec<String>,
     },
     /// Two registrations claim the name.
-    #[error("provider name '{name}' is registered more than once ({count} registrations); remove one of the crates")]
+    #[error(
+        "provider name '{name}' is registered more than once ({count} registrations); remove one of the crates"
+    )]
     Duplicate {
         /// The contested name or alias.
         name: String,
@@ -95,9 +97,7 @@ impl Registry {
     /// no code names is dropped by the linker together with its registration.
     pub fn global() -> &'static Registry {
         static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            Registry::from_descriptors(inventory::iter::<ProviderDescriptor>.into_iter())
-        })
+        GLOBAL.get_or_init(|| Registry::from_descriptors(inventory::iter::<ProviderDescriptor>))
     }
 
     /// Finds a provider by name or alias.
@@ -109,7 +109,10 @@ impl Registry {
                 count: many.len(),
             }),
             _ => {
-                let known = self.names();
+                let mut known = self.names();
+                if known.is_empty() {
+                    known.push("none".into());
+                }
                 match BUILTIN_PROVIDERS
                     .iter()
                     .find(|(n, _, alias)| *n == name || *alias == name)

@@ -6,7 +6,14 @@ pub const CENSORED: &str = "__CENSORED__";
 
 /// Fragments of option and header names whose values are treated as secret.
 const SECRET_FRAGMENTS: &[&str] = &[
-    "pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "cookie",
+    "credential",
 ];
 
 /// True when an option or header named `key` holds a secret: `PASSWORD`, `SECRET`, tokens,
@@ -68,10 +75,10 @@ pub fn censor_value(key: &str, value: &str, secret_by_spec: bool) -> String {
     if key.eq_ignore_ascii_case("URL") || key.to_ascii_uppercase().ends_with("PROXY") {
         return censor_url(value);
     }
-    if key == "PARAMETER" {
-        if let Some(c) = censor_json_object(value) {
-            return c;
-        }
+    if key == "PARAMETER"
+        && let Some(c) = censor_json_object(value)
+    {
+        return c;
     }
     value.to_owned()
 }

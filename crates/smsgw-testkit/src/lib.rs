@@ -6,8 +6,14 @@
 //! `smsgw demo` read. Each sink can be told to misbehave through its [`FaultPlan`].
 #![deny(missing_docs)]
 
+pub mod conformance;
+pub mod harness;
+pub mod http;
+pub mod sipgate;
+pub mod smsc;
 pub mod smtp;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +33,20 @@ pub struct Received {
     /// Protocol details (the whole decoded request) as JSON.
     pub detail: serde_json::Value,
 }
+
+/// What every sink offers, so that the conformance suite, `smsgw sink` and `smsgw demo` can use any
+/// of them.
+pub trait SinkHandle: Send + Sync {
+    /// The address it listens on.
+    fn addr(&self) -> SocketAddr;
+    /// What it received (a handle sharing the sink's records).
+    fn recorder(&self) -> Recorder;
+    /// How it misbehaves (a handle sharing the sink's plan).
+    fn faults(&self) -> FaultPlan;
+}
+
+#[doc(hidden)]
+pub use async_trait::async_trait;
 
 /// Collects [`Received`] messages; shared by a sink and whoever reads it.
 #[derive(Clone)]
@@ -119,7 +139,7 @@ pub enum Fault {
     Close,
     /// Answer with this code and text: an HTTP status and body, an SMTP reply, an SMPP
     /// command_status (e.g. `0x58` ESME_RTHROTTLED) with the text ignored, an XML-RPC
-    /// `StatusCode`/`StatusString` (or a `<fault>` when the code is negative).
+    /// `StatusCode`/`StatusString` (an XML-RPC `<fault>` is the sipgate sink's `answers()`).
     Reply {
         /// The status/reply code.
         code: u32,
@@ -129,41 +149,62 @@ pub enum Fault {
 }
 
 #[derive(Debug, Clone)]
-struct Rule {
+struct Rule<T> {
     from: usize,
     until: Option<usize>,
-    fault: Fault,
+    value: T,
 }
 
-/// Which requests of a sink misbehave, and how. Requests are numbered from 0 in arrival order
-/// (for SMPP: submit_sm PDUs; for SMTP: messages at DATA; for HTTP: requests).
-#[derive(Clone, Default)]
-pub struct FaultPlan {
-    rules: Arc<Mutex<Vec<Rule>>>,
+/// Which requests of a sink get a special answer, and which. Requests are numbered from 0 in
+/// arrival order (for SMPP: submit_sm PDUs; for SMTP: messages at DATA; for HTTP: requests).
+/// The newest matching rule wins.
+pub struct Plan<T> {
+    rules: Arc<Mutex<Vec<Rule<T>>>>,
     counter: Arc<Mutex<usize>>,
 }
 
-impl FaultPlan {
-    /// Every request from now on gets `fault`.
-    pub fn always(&self, fault: Fault) {
+/// How a sink misbehaves, request by request.
+pub type FaultPlan = Plan<Fault>;
+
+impl<T> Default for Plan<T> {
+    fn default() -> Self {
+        Plan {
+            rules: Arc::new(Mutex::new(Vec::new())),
+            counter: Arc::new(Mutex::new(0)),
+        }
+    }
+}
+
+impl<T> Clone for Plan<T> {
+    fn clone(&self) -> Self {
+        Plan {
+            rules: self.rules.clone(),
+            counter: self.counter.clone(),
+        }
+    }
+}
+
+impl<T: Clone> Plan<T> {
+    /// Every request from now on gets `value`.
+    pub fn always(&self, value: T) {
         let from = *self.counter.lock().unwrap();
-        self.push(from, None, fault);
+        self.push(from, None, value);
     }
 
-    /// Only request number `n` (counted from the sink's start) gets `fault`.
-    pub fn nth(&self, n: usize, fault: Fault) {
-        self.push(n, Some(n + 1), fault);
+    /// Only request number `n` (counted from the sink's start) gets `value`.
+    pub fn nth(&self, n: usize, value: T) {
+        self.push(n, Some(n + 1), value);
     }
 
-    /// Every request from number `n` on gets `fault`.
-    pub fn from(&self, n: usize, fault: Fault) {
-        self.push(n, None, fault);
+    /// Every request from number `n` on gets `value`.
+    pub fn from(&self, n: usize, value: T) {
+        self.push(n, None, value);
     }
 
-    /// The next `count` requests get `fault`, then the sink behaves again.
-    pub fn next(&self, count: usize, fault: Fault) {
+    /// The next `count` requests get `value`, then the sink behaves again.
+    pub fn next(&self, count: usize, value: T) {
         let from = *self.counter.lock().unwrap();
-        self.push(from, Some(from + count), fault);
+        self.push(from, Some(from + count), value);
     }
 
     /// Back to normal behaviour.
@@ -171,13 +212,13 @@ impl FaultPlan {
         self.rules.lock().unwrap().clear();
     }
 
-    fn push(&self, from: usize, until: Option<usize>, fault: Fault) {
-        self.rules.lock().unwrap().push(Rule { from, until, fault });
+    fn push(&self, from: usize, until: Option<usize>, value: T) {
+        self.rules.lock().unwrap().push(Rule { from, until, value });
     }
 
-    /// For sinks: takes the next request number and returns the fault for it (the newest matching
-    /// rule wins), or `None` to behave.
-    pub fn next_request(&self) -> Option<Fault> {
+    /// For sinks: takes the next request number and returns what applies to it, or `None` to
+    /// behave.
+    pub fn next_request(&self) -> Option<T> {
         let n = {
             let mut c = self.counter.lock().unwrap();
             let n = *c;
@@ -190,7 +231,7 @@ impl FaultPlan {
             .iter()
             .rev()
             .find(|r| n >= r.from && r.until.is_none_or(|u| n < u))
-            .map(|r| r.fault.clone())
+            .map(|r| r.value.clone())
     }
 
     /// How many requests the sink has numbered so far.
@@ -211,7 +252,13 @@ mod tests {
         let got: Vec<_> = (0..5).map(|_| p.next_request()).collect();
         assert_eq!(
             got,
-            vec![None, Some(Fault::Close), None, Some(Fault::NeverAnswer), Some(Fault::NeverAnswer)]
+            vec![
+                None,
+                Some(Fault::Close),
+                None,
+                Some(Fault::NeverAnswer),
+                Some(Fault::NeverAnswer)
+            ]
         );
         p.clear();
         p.next(1, Fault::Close);
