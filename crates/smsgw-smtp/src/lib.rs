@@ -195,13 +195,13 @@ static SERVERS: LazyLock<Mutex<HashMap<PoolKey, Weak<ServerConn>>>> =
 
 impl ServerConn {
     /// The pooled transport for the current runtime, built on first use, and its generation.
-    fn transport(&self) -> (AsyncSmtpTransport<Tokio1Executor>, u64) {
-        let current = tokio::runtime::Handle::current();
+    fn transport(&self) -> Option<(AsyncSmtpTransport<Tokio1Executor>, u64)> {
+        let current = tokio::runtime::Handle::try_current().ok()?;
         let mut slot = self.slot.lock().unwrap();
         if let Some(s) = slot.as_ref()
             && s.runtime.id() == current.id()
         {
-            return (s.transport(), s.generation);
+            return Some((s.transport(), s.generation));
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let transport = self.build_transport();
@@ -213,7 +213,7 @@ impl ServerConn {
         });
         drop(slot);
         drop(old);
-        (transport, generation)
+        Some((transport, generation))
     }
 
     /// Forgets the pool of `generation` (after a timeout or a broken connection its connections
@@ -637,7 +637,12 @@ impl Provider for SmtpProvider {
         });
         let raw = mail.formatted();
 
-        let (transport, generation) = self.server.transport();
+        let (transport, generation) = self.server.transport().ok_or_else(|| {
+            self.error(
+                ErrorKind::NotSent,
+                "the smtp provider must be called from within a tokio runtime",
+            )
+        })?;
         let timeout = self.server.timeout;
         tracing::debug!(server = %self.server.id, rcpt = %envelope.to()[0], bytes = raw.len(), "smtp: sending");
         match tokio::time::timeout(timeout, transport.send_raw(&envelope, &raw)).await {
