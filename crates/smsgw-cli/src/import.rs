@@ -115,6 +115,14 @@ pub fn convert(text: &str) -> Result<(String, Vec<String>), Vec<String>> {
             if let Some(t) = get("timeout") {
                 def.timeout = t.parse().ok();
             }
+            let implicit_tls = def.server.starts_with("smtps://") || def.port == Some(465);
+            if def.username.is_some() && !def.tls && !implicit_tls {
+                // privacyIDEA logs in over the plain connection; keep that, but say so.
+                def.allow_insecure_auth = true;
+                notes.push(format!(
+                    "smtpserver '{id}': privacyIDEA sends its credentials without TLS; kept with allow_insecure_auth = true (better: tls = true)"
+                ));
+            }
             if let Value::Mapping(m) = &s {
                 for k in m.keys().filter_map(as_text) {
                     if ![

@@ -187,13 +187,18 @@ pub fn demo(as_json: bool) -> u8 {
         println!(
             "Sending {DEMO_TEXT:?} to {DEMO_PHONE} through every provider, against local sinks:\n"
         );
+        let w = rows
+            .iter()
+            .map(|r| r.result.chars().count())
+            .max()
+            .unwrap_or(6);
         println!(
-            "{:<8}  {:<14}  {:<30}  {:>6}  received",
+            "{:<8}  {:<14}  {:<w$}  {:>6}  received",
             "provider", "gateway", "result", "ms"
         );
         for r in &rows {
             println!(
-                "{:<8}  {:<14}  {:<30}  {:>6}  {}{}",
+                "{:<8}  {:<14}  {:<w$}  {:>6}  {}{}",
                 r.provider,
                 r.gateway,
                 r.result,

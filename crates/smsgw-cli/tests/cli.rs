@@ -252,6 +252,7 @@ smsgateway:
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("section 'policy' ignored"), "{err}");
     assert!(err.contains("enqueue_job"), "{err}");
+    assert!(err.contains("allow_insecure_auth = true"), "{err}");
     assert!(out.contains("provider = \"http\""), "{out}");
     assert!(out.contains("text = \"Your OTP value is {otp}\""), "{out}");
     assert!(out.contains("X-Version = \"1\""), "{out}");
