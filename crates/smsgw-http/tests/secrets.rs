@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::gateway;
 use smsgw_core::Message;
 use smsgw_testkit::Fault;
@@ -19,19 +16,6 @@ const KEY: &str = "apikey-e6f7";
 const FREE_SECRET: &str = "freepass-a1b2";
 const MESSAGE: &str = "msgtext-31337";
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn assert_clean(what: &str, text: &str) {
     for s in [PASSWORD, URL_PASSWORD, PROXY_PASSWORD, KEY, FREE_SECRET] {
         assert!(!text.contains(s), "{what} contains the secret {s}:\n{text}");
@@ -40,14 +24,8 @@ fn assert_clean(what: &str, text: &str) {
 
 #[tokio::test]
 async fn secrets_stay_out_of_debug_errors_and_logs() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = smsgw_testkit::logs::LogCapture::new();
+    let _guard = logs.set_default();
 
     let sink = HttpSink::start().await.unwrap();
     let proxy = format!("http://puser:{PROXY_PASSWORD}@{}", sink.addr());
@@ -121,7 +99,7 @@ async fn secrets_stay_out_of_debug_errors_and_logs() {
     errors += &format!("{e} {e:?}\n");
     assert_clean("errors", &errors);
 
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert_clean("logs", &logs);
     // The message text is logged at TRACE only: it appears here (TRACE), with the request details.
     assert!(logs.contains("issuing request"), "{logs}");
@@ -129,14 +107,8 @@ async fn secrets_stay_out_of_debug_errors_and_logs() {
     drop(_guard);
 
     // At DEBUG the request is described, but the text is not logged.
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = smsgw_testkit::logs::LogCapture::at(tracing::Level::DEBUG);
+    let _guard = logs.set_default();
     sink.faults().clear();
     let gw = gateway(
         &[("URL", &format!("{}/a", sink.url())), ("text", "{otp}")],
@@ -144,7 +116,7 @@ async fn secrets_stay_out_of_debug_errors_and_logs() {
     )
     .unwrap();
     gw.send(&Message::new("+491", MESSAGE)).await.unwrap();
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("issuing request") && logs.contains("status=200"),
         "{logs}"

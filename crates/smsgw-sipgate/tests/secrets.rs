@@ -2,9 +2,6 @@
 //! In its own test binary: tracing's per-thread subscribers are unreliable while other tests of
 //! the same process log concurrently.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use smsgw_core::{Gateway, GatewayDef, Message, Registry};
 use smsgw_testkit::Fault;
 use smsgw_testkit::sipgate::SipgateSink;
@@ -41,29 +38,10 @@ async fn sink() -> SipgateSink {
         .unwrap()
 }
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_stay_out_of_debug_errors_and_logs() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = smsgw_testkit::logs::LogCapture::new();
+    let _guard = logs.set_default();
     let sink = sink().await;
     let proxy_pw = "proxypw-8899";
     let gw = gw_for(&sink, &[("TIMEOUT", "0.3")]);
@@ -92,7 +70,7 @@ async fn secrets_stay_out_of_debug_errors_and_logs() {
             text += &format!("{e} {e:?}");
         }
     }
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     text += &logs;
     assert!(!text.contains(PASS), "password leaked:\n{text}");
     assert!(!text.contains(proxy_pw), "proxy password leaked:\n{text}");

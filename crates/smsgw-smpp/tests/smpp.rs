@@ -496,26 +496,8 @@ async fn delivery_receipts_on_transceiver_binds() {
 
 #[tokio::test]
 async fn secrets_stay_out_of_debug_errors_and_logs() {
-    use std::io::Write;
-    #[derive(Clone, Default)]
-    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = smsgw_testkit::logs::LogCapture::new();
+    let _guard = logs.set_default();
 
     let smsc = Smsc::start().await.unwrap();
     let gw = gateway(
@@ -542,7 +524,7 @@ async fn secrets_stay_out_of_debug_errors_and_logs() {
         PASSWORD,
         "the password did go to the SMSC"
     );
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("SMPP session bound"), "logs were captured");
     for shown in [
         format!("{gw:?}"),

@@ -3,8 +3,6 @@
 //! Alone in its own test binary so that the log capture is the global subscriber and no other
 //! test's threads race with `tracing`'s callsite interest cache.
 
-use std::sync::{Arc, Mutex};
-
 use smsgw_core::{Config, Gateway, Gateways, Message, Registry};
 use smsgw_smtp as _;
 use smsgw_testkit::Fault;
@@ -31,30 +29,11 @@ fn plain_server(sink: &SmtpSink) -> String {
     )
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_password_never_appears_in_debug_errors_or_logs() {
     use base64::Engine as _;
-    let buf = Buf::default();
-    let w = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = smsgw_testkit::logs::LogCapture::new();
+    logs.set_global().unwrap();
 
     let sink = SmtpSink::builder()
         .starttls()
@@ -87,7 +66,7 @@ async fn the_password_never_appears_in_debug_errors_or_logs() {
     let e2 = bad.send(&Message::new("+4917", "x")).await.unwrap_err();
     assert_eq!(e2.code(), Some("535"));
 
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("sms_send"), "logs were captured: {logs}");
     let plain_b64 = base64::engine::general_purpose::STANDARD.encode(format!("\0u\0{PASSWORD}"));
     for text in [

@@ -20,7 +20,6 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -29,6 +28,7 @@ use smsgw_core::{
     parse_seconds, parse_yes_no,
 };
 
+use crate::logs::LogCapture;
 use crate::{Fault, SinkHandle};
 
 /// A gateway definition and the SMTP servers it may reference.
@@ -110,7 +110,7 @@ type CheckFn =
 
 /// What a check may use.
 struct Ctx {
-    logs: Arc<Mutex<Vec<u8>>>,
+    logs: LogCapture,
     descriptor: &'static ProviderDescriptor,
 }
 
@@ -157,13 +157,13 @@ pub fn run(harness: &dyn Harness) -> Vec<CheckResult> {
         }
     };
     for (name, f) in checks() {
-        let logs = Arc::new(Mutex::new(Vec::new()));
+        let logs = LogCapture::new();
         let ctx = Ctx {
             logs: logs.clone(),
             descriptor,
         };
         let start = Instant::now();
-        let subscriber = capture_subscriber(logs);
+        let subscriber = logs.subscriber();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -235,34 +235,6 @@ const SKIP: &str = "\u{0}skip:";
 
 fn skip(why: &str) -> Result<(), String> {
     Err(format!("{SKIP}{why}"))
-}
-
-fn capture_subscriber(logs: Arc<Mutex<Vec<u8>>>) -> impl tracing::Subscriber + Send + Sync {
-    use tracing_subscriber::layer::SubscriberExt;
-    let writer = move || CaptureWriter(logs.clone());
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            // The sinks are the gateway's side: they see credentials by design.
-            !m.target().starts_with("smsgw_testkit")
-        }));
-    use tracing_subscriber::Layer as _;
-    tracing_subscriber::registry()
-        .with(layer)
-        .with(tracing_subscriber::filter::LevelFilter::TRACE)
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 async fn sink_and_gateway(h: &dyn Harness) -> Result<(Box<dyn SinkHandle>, Gateway), String> {
@@ -644,7 +616,7 @@ async fn secrets_never_shown(h: &dyn Harness, c: &Ctx) -> Result<(), String> {
         shown += &format!("{e}\n{e:?}\n");
     }
     gw.shutdown().await;
-    shown += &String::from_utf8_lossy(&c.logs.lock().unwrap());
+    shown += &c.logs.text();
     for s in &secrets {
         if shown.contains(s.as_str()) {
             let at = shown.find(s.as_str()).unwrap();

@@ -9,6 +9,7 @@
 pub mod conformance;
 pub mod harness;
 pub mod http;
+pub mod logs;
 pub mod sipgate;
 pub mod smsc;
 pub mod smtp;
