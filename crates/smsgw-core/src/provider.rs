@@ -245,8 +245,36 @@ inventory::collect!(ProviderDescriptor);
 
 /// Registers a [`ProviderDescriptor`] with the global registry.
 ///
-/// ```ignore
-/// smsgw_core::register_provider!(smsgw_core::ProviderDescriptor { name: "mine", /* … */ });
+/// ```
+/// use std::sync::Arc;
+/// use smsgw_core::*;
+///
+/// #[derive(Debug)]
+/// struct Mine;
+///
+/// #[async_trait]
+/// impl Provider for Mine {
+///     async fn send(&self, _m: &Message) -> Result<Receipt, SendError> {
+///         Ok(Receipt::new("gw", "mine"))
+///     }
+/// }
+///
+/// fn build(_ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
+///     Ok(Arc::new(Mine))
+/// }
+///
+/// register_provider!(ProviderDescriptor {
+///     name: "mine",
+///     aliases: &[],
+///     description: "An example.",
+///     params: &[ParamSpec::new("URL", "Where to send.").required().kind(ParamKind::Url)],
+///     free_options: false,
+///     headers: false,
+///     capabilities: Capabilities::none(),
+///     factory: build,
+/// });
+///
+/// assert_eq!(Registry::global().get("mine").unwrap().name, "mine");
 /// ```
 #[macro_export]
 macro_rules! register_provider {
