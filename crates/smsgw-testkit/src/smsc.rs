@@ -17,12 +17,21 @@
 //! flight). [`Smsc::refuse_binds`] refuses binds with a status, [`Smsc::drop_sessions`] drops
 //! every open session at once.
 //!
+//! [`Smsc::start_tls`] (or `Smsc::builder().tls().start()`) speaks SMPP over TLS (the handshake
+//! first, then SMPP) with a fresh self-signed certificate for `localhost` and `127.0.0.1`
+//! ([`Smsc::certificate_pem`]); [`Smsc::failed_handshakes`] counts clients that did not complete
+//! the handshake (untrusted certificate, plain SMPP).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use smsgw_testkit::smsc::Smsc;
 //! let smsc = Smsc::start().await.unwrap();
 //! assert!(smsc.addr().ip().is_loopback());
 //! assert_eq!(smsc.connections(), 0);
+//! assert!(smsc.certificate_pem().is_none());
+//! let tls = Smsc::builder().tls().start().await.unwrap();
+//! assert!(tls.is_tls());
+//! assert!(tls.certificate_pem().unwrap().contains("BEGIN CERTIFICATE"));
 //! # }
 //! ```
 
@@ -46,7 +55,8 @@ use rusmpp::values::{
 };
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder, Framed};
@@ -214,6 +224,7 @@ struct State {
     submits: Mutex<Vec<SubmitRecord>>,
     pdus: Mutex<Vec<PduRecord>>,
     connections: AtomicUsize,
+    failed_handshakes: AtomicUsize,
     accepted_binds: AtomicUsize,
     active: AtomicUsize,
     in_flight: AtomicUsize,
@@ -230,11 +241,15 @@ pub struct Smsc {
     addr: SocketAddr,
     state: Arc<State>,
     accept: tokio::task::JoinHandle<()>,
+    cert_pem: Option<String>,
 }
 
 impl std::fmt::Debug for Smsc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Smsc").field("addr", &self.addr).finish()
+        f.debug_struct("Smsc")
+            .field("addr", &self.addr)
+            .field("tls", &self.is_tls())
+            .finish()
     }
 }
 
@@ -245,14 +260,34 @@ impl Drop for Smsc {
     }
 }
 
-impl Smsc {
-    /// Starts an SMSC on 127.0.0.1 on a free port.
-    pub async fn start() -> std::io::Result<Smsc> {
-        Self::start_on("127.0.0.1:0".parse().expect("valid address")).await
+/// Configures an [`Smsc`] before it starts: [`Smsc::builder`].
+#[derive(Debug, Default, Clone)]
+pub struct SmscBuilder {
+    tls: bool,
+}
+
+impl SmscBuilder {
+    /// Speak SMPP over TLS (implicit TLS: the handshake comes first, as with the provider's
+    /// `TLS = yes`) with a fresh self-signed certificate for `localhost` and `127.0.0.1`
+    /// (see [`Smsc::certificate_pem`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
-    /// Starts an SMSC on `addr`.
-    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Smsc> {
+    /// Starts on `127.0.0.1` on a free port.
+    pub async fn start(self) -> std::io::Result<Smsc> {
+        self.start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(self, addr: SocketAddr) -> std::io::Result<Smsc> {
+        let (acceptor, cert_pem) = if self.tls {
+            let (a, pem) = tls_acceptor()?;
+            (Some(a), Some(pem))
+        } else {
+            (None, None)
+        };
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (kill, _) = broadcast::channel(16);
@@ -263,6 +298,7 @@ impl Smsc {
             submits: Mutex::default(),
             pdus: Mutex::default(),
             connections: AtomicUsize::new(0),
+            failed_handshakes: AtomicUsize::new(0),
             accepted_binds: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -277,18 +313,103 @@ impl Smsc {
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
+                let _ = stream.set_nodelay(true);
                 let conn = st.connections.fetch_add(1, Ordering::SeqCst) + 1;
                 let kill = st.kill.subscribe();
-                tokio::spawn(serve(stream, conn, st.clone(), kill));
+                let st = st.clone();
+                match acceptor.clone() {
+                    None => {
+                        tokio::spawn(serve(stream, conn, st, kill));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await
+                            {
+                                Ok(Ok(tls)) => serve(tls, conn, st, kill).await,
+                                _ => {
+                                    st.failed_handshakes.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                        });
+                    }
+                }
             }
         });
         Ok(Smsc {
             addr,
             state,
             accept,
+            cert_pem,
         })
+    }
+}
+
+/// How long the TLS SMSC waits for a client's handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// A TLS acceptor on aws-lc-rs with a fresh self-signed certificate for `localhost` and
+/// `127.0.0.1`, and that certificate in PEM.
+fn tls_acceptor() -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
+    let err = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| err(&e))?;
+    let cert = ck.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        ck.signing_key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| err(&e))?;
+    Ok((
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        ck.cert.pem(),
+    ))
+}
+
+impl Smsc {
+    /// Starts a plain (TCP) SMSC on 127.0.0.1 on a free port.
+    pub async fn start() -> std::io::Result<Smsc> {
+        SmscBuilder::default().start().await
+    }
+
+    /// Starts a plain (TCP) SMSC on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Smsc> {
+        SmscBuilder::default().start_on(addr).await
+    }
+
+    /// Starts an SMSC that speaks SMPP over TLS with a self-signed certificate, on 127.0.0.1 on
+    /// a free port (`Smsc::builder().tls().start()`).
+    pub async fn start_tls() -> std::io::Result<Smsc> {
+        SmscBuilder::default().tls().start().await
+    }
+
+    /// Configure an SMSC (e.g. TLS) before starting it.
+    pub fn builder() -> SmscBuilder {
+        SmscBuilder::default()
+    }
+
+    /// Whether it speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.cert_pem.is_some()
+    }
+
+    /// The self-signed certificate (PEM) it presents, when it speaks TLS: trust it in a client,
+    /// or connect with `CHECK_SSL = "no"`.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.cert_pem.as_deref()
+    }
+
+    /// TLS handshakes that failed or timed out (a client that does not trust the certificate,
+    /// or that speaks plain SMPP to a TLS SMSC). Such connections never reach SMPP.
+    pub fn failed_handshakes(&self) -> usize {
+        self.state.failed_handshakes.load(Ordering::SeqCst)
     }
 
     /// Where it listens.
@@ -821,9 +942,11 @@ fn receipt_pdu(rec: &SubmitRecord, id: &str, state: &(String, String)) -> Option
 }
 
 /// One SMPP session.
-async fn serve(stream: TcpStream, conn: usize, st: Arc<State>, mut kill: broadcast::Receiver<()>) {
+async fn serve<S>(stream: S, conn: usize, st: Arc<State>, mut kill: broadcast::Receiver<()>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     st.active.fetch_add(1, Ordering::SeqCst);
-    let _ = stream.set_nodelay(true);
     let framed = Framed::new(stream, RawCodec(CommandCodec::new()));
     let (mut sink, mut source) = framed.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
