@@ -85,9 +85,18 @@ pub static PARAMS: &[ParamSpec] = &[
         "The system_type the session binds with (at most 12 characters); empty unless the SMSC operator says otherwise.",
     )
     .default_value(""),
-    ParamSpec::new("TLS", "SMPP over TLS (certificates checked against the web PKI roots).")
-        .kind(ParamKind::YesNo)
-        .default_value("no"),
+    ParamSpec::new(
+        "TLS",
+        "SMPP over TLS (the certificate is checked against the web PKI roots unless CHECK_SSL = no).",
+    )
+    .kind(ParamKind::YesNo)
+    .default_value("no"),
+    ParamSpec::new(
+        "CHECK_SSL",
+        "Verify the SMSC's TLS certificate and host name; no accepts any certificate (test SMSCs). Only with TLS = yes: CHECK_SSL = no without it is a configuration error.",
+    )
+    .kind(ParamKind::YesNo)
+    .default_value("yes"),
     ParamSpec::new(
         "WINDOW",
         "The most submit_sm awaiting their response at once on the session; more sends wait.",
@@ -136,6 +145,8 @@ pub struct Settings {
     pub port: u16,
     /// TLS.
     pub tls: bool,
+    /// CHECK_SSL (only meaningful with `tls`).
+    pub check_ssl: bool,
     /// SYSTEM_ID.
     pub system_id: String,
     /// PASSWORD.
@@ -173,6 +184,7 @@ impl std::fmt::Debug for Settings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("tls", &self.tls)
+            .field("check_ssl", &self.check_ssl)
             .field("system_id", &self.system_id)
             .field("password", &smsgw_core::CENSORED)
             .field("system_type", &self.system_type)
@@ -245,6 +257,15 @@ impl Settings {
                 "this build of smsgw-smpp has no TLS support: enable its feature \"tls\"",
             ));
         }
+        let check_ssl = ctx.yes_no("CHECK_SSL");
+        if !check_ssl && !tls {
+            // Relaxing the certificate check of a connection that has none: TLS was almost
+            // certainly forgotten, and the session would go out in plain text unnoticed.
+            errs.push(ctx.problem(
+                "CHECK_SSL",
+                "\"no\" only applies to TLS connections, but TLS is not \"yes\": set TLS = \"yes\" (or remove CHECK_SSL)",
+            ));
+        }
         let int = |k: &str, default: i64| ctx.integer(k).unwrap_or(default);
         let bind = match text("BIND").to_ascii_lowercase().as_str() {
             "" | "transmitter" => BindMode::Transmitter,
@@ -262,6 +283,7 @@ impl Settings {
             host,
             port: port.clamp(0, 65535) as u16,
             tls,
+            check_ssl,
             system_id,
             password: SecretString::from(password),
             system_type,

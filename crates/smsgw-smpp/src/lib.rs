@@ -12,6 +12,11 @@
 //! surrogate pairs). Long texts become concatenated parts (153 GSM characters or 67 UTF-16 units
 //! a part) with a UDH and esm_class 0x40; see [`encode`].
 //!
+//! `TLS = "yes"` speaks SMPP over TLS (rustls on aws-lc-rs), the SMSC's certificate checked
+//! against the web PKI roots unless `CHECK_SSL = "no"`, which accepts any certificate (test
+//! SMSCs); an untrusted certificate fails the send as a configuration error before anything is
+//! written.
+//!
 //! With `BIND = "transceiver"` and `REGISTERED_DELIVERY = "yes"`, delivery receipts are
 //! acknowledged, parsed and broadcast through
 //! [`Provider::delivery_reports`](smsgw_core::Provider::delivery_reports).

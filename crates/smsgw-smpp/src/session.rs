@@ -382,22 +382,37 @@ pub(crate) async fn open(
     if settings.tls {
         #[cfg(feature = "tls")]
         {
-            let tls = tokio::time::timeout(t, crate::tls::connect(tcp, &settings.host))
-                .await
-                .map_err(|_| {
-                    err(
-                        settings,
-                        ErrorKind::NotSent,
-                        format!("TLS handshake with {target} timed out after {t:?}"),
-                    )
-                })?
-                .map_err(|e| {
-                    err(
-                        settings,
-                        ErrorKind::NotSent,
-                        format!("TLS handshake with {target} failed: {e}"),
-                    )
-                })?;
+            let tls = tokio::time::timeout(
+                t,
+                crate::tls::connect(tcp, &settings.host, settings.check_ssl),
+            )
+            .await
+            .map_err(|_| {
+                err(
+                    settings,
+                    ErrorKind::NotSent,
+                    format!("TLS handshake with {target} timed out after {t:?}"),
+                )
+            })?
+            .map_err(|e| match e {
+                // Nothing was written (the bind never left), and a retry meets the same
+                // certificate: the gateway definition (or the SMSC's certificate) must change.
+                crate::tls::TlsError::Untrusted(why) => err(
+                    settings,
+                    ErrorKind::Config,
+                    format!(
+                        "the TLS certificate of the SMSC at {target} was not trusted ({why}); \
+                         nothing was sent. Fix the SMSC's certificate or SMSC_HOST, or set \
+                         CHECK_SSL = \"no\" for a test SMSC"
+                    ),
+                )
+                .with_code("untrusted_certificate"),
+                crate::tls::TlsError::Other(why) => err(
+                    settings,
+                    ErrorKind::NotSent,
+                    format!("TLS handshake with {target} failed: {why}"),
+                ),
+            })?;
             return start(settings, id, tls, reports).await;
         }
         #[cfg(not(feature = "tls"))]
@@ -457,10 +472,25 @@ fn encode_command(cmd: &Command) -> Vec<u8> {
     buf
 }
 
+/// The message of the error [`read_command`] gives when the bytes are a TLS record.
+const TLS_RECORD: &str = "a TLS record, not an SMPP PDU";
+
+fn looks_like_tls(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData && e.to_string() == TLS_RECORD
+}
+
 /// Reads one PDU from a raw stream.
 async fn read_command<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Command> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
+    // A TLS record header (content type 0x14..=0x17, version 3.x) read as a PDU length would be
+    // hundreds of megabytes: no SMPP PDU starts like that.
+    if (0x14..=0x17).contains(&len[0]) && len[1] == 0x03 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            TLS_RECORD,
+        ));
+    }
     let len = u32::from_be_bytes(len) as usize;
     if !(16..=MAX_PDU).contains(&len) {
         return Err(std::io::Error::new(
@@ -499,7 +529,23 @@ async fn bind<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await.map_err(lost)?;
     // The SMSC may send other PDUs (e.g. enquire_link) first; skip a few.
     for _ in 0..8 {
-        let resp = read_command(stream).await.map_err(lost)?;
+        let resp = read_command(stream).await.map_err(|e| {
+            if looks_like_tls(&e) {
+                // A TLS SMSC answers the plain bind with an alert; a retry meets the same.
+                err(
+                    settings,
+                    ErrorKind::Config,
+                    format!(
+                        "the SMSC at {}:{} answered {what} with TLS, not SMPP; no message was \
+                         sent. It expects TLS = \"yes\"",
+                        settings.host, settings.port
+                    ),
+                )
+                .with_code("tls_expected")
+            } else {
+                lost(e)
+            }
+        })?;
         if resp.sequence_number() != seq && resp.id() != CommandId::GenericNack {
             continue;
         }
