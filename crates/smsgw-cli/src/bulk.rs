@@ -222,7 +222,7 @@ pub fn run(gateway: Gateway, args: SendArgs) -> u8 {
                 None => {
                     if let Err(e) = &result {
                         eprintln!("line {line}: {e}");
-                    } else if done.is_multiple_of(1000) || done == total {
+                    } else if !super::quiet() && (done.is_multiple_of(1000) || done == total) {
                         eprintln!("{done}/{total} done");
                     }
                 }
