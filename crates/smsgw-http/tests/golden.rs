@@ -18,22 +18,7 @@ fn golden_dir() -> PathBuf {
 /// The copies in tests/golden must equal the shared originals when those are present.
 #[test]
 fn golden_copies_match_the_shared_originals() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden");
-    if !shared.is_dir() {
-        return;
-    }
-    for entry in std::fs::read_dir(golden_dir()).unwrap() {
-        let p = entry.unwrap().path();
-        let original = shared.join(p.file_name().unwrap());
-        if original.exists() {
-            assert_eq!(
-                std::fs::read(&p).unwrap(),
-                std::fs::read(&original).unwrap(),
-                "{} differs from the shared golden file",
-                p.display()
-            );
-        }
-    }
+    smsgw_testkit::golden::assert_copies_current(Path::new(env!("CARGO_MANIFEST_DIR")));
 }
 
 fn cases() -> Vec<String> {

@@ -181,20 +181,5 @@ async fn golden_smpp_unicode() {
 
 #[test]
 fn golden_copies_match_the_shared_originals() {
-    // CI has shared/ beside the clone; when it is there, the copies must be current.
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden");
-    if !shared.is_dir() {
-        return;
-    }
-    for entry in std::fs::read_dir(golden_dir()).unwrap() {
-        let p = entry.unwrap().path();
-        let orig = shared.join(p.file_name().unwrap());
-        if orig.exists() {
-            assert_eq!(
-                std::fs::read(&p).unwrap(),
-                std::fs::read(&orig).unwrap(),
-                "{p:?} is stale"
-            );
-        }
-    }
+    smsgw_testkit::golden::assert_copies_current(Path::new(env!("CARGO_MANIFEST_DIR")));
 }

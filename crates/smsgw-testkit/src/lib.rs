@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+pub mod golden;
 pub mod harness;
 pub mod http;
 pub mod logs;
