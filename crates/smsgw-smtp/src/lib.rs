@@ -3,7 +3,8 @@
 //! A gateway of this provider sends one mail per SMS through a centrally defined SMTP server
 //! (`[smtp_servers.<id>]`, named by the gateway's `SMTPIDENTIFIER`), to the address in `MAILTO`,
 //! with `SUBJECT` and `BODY`. The tags `{phone}` and `{otp}` work in all three. It is
-//! privacyIDEA's `SmtpSMSProvider`, on lettre's async SMTP transport.
+//! privacyIDEA's `SmtpSMSProvider`, on lettre's async SMTP client (lettre speaks the protocol;
+//! the provider opens the sockets and pools the connections).
 //!
 //! - **The mail:** From = the server's `sender`, To = `MAILTO`, `Subject`, `Date`, `Message-ID`,
 //!   `MIME-Version` and a UTF-8 `text/plain` body. Non-ASCII subjects are RFC 2047 encoded; the
@@ -12,7 +13,9 @@
 //!   header or a recipient (an address that does not parse as exactly one mailbox is an error).
 //! - **Connections** are pooled per SMTP server definition and shared by every gateway that names
 //!   the same server (a process-wide map); they are opened on the first send, never when the
-//!   gateway is built, and reused between sends.
+//!   gateway is built, and reused between sends. Sockets are opened with `TCP_NODELAY`, so a
+//!   mail on a pooled connection takes about a millisecond on loopback, not the ~40 ms that
+//!   Nagle's algorithm and the server's delayed ACK would add.
 //! - **Timeouts:** the server's `timeout` (default 10 s) bounds each send as a whole, not only
 //!   the connect.
 //! - **Credentials** are only sent over TLS (`tls = true` for STARTTLS, or `smtps://`), unless
@@ -47,18 +50,23 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::io::{AsyncRead as _, AsyncWrite as _};
 
 use async_trait::async_trait;
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, MIME_VERSION_1_0};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
-use lettre::{AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+#[allow(deprecated)]
+use lettre::transport::smtp::client::AsyncNetworkStream;
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use smsgw_core::secrecy::{ExposeSecret, SecretString};
 use smsgw_core::{
     BuildContext, Capabilities, ConfigErrors, ConfigProblem, ErrorKind, Message, ParamSpec,
@@ -134,7 +142,14 @@ struct PoolKey {
     timeout_ms: u128,
 }
 
-/// A server definition resolved for sending: where, how, and its (lazily built) pooled transport.
+/// Connections kept open between sends, per server definition and runtime. More may be open
+/// while sends run concurrently; a connection finishing when this many are idle is closed.
+const MAX_IDLE: usize = 10;
+
+/// An idle connection older than this is closed instead of reused (servers drop idle clients).
+const MAX_IDLE_TIME: Duration = Duration::from_secs(60);
+
+/// A server definition resolved for sending: where, how, and its (lazily opened) connections.
 struct ServerConn {
     id: String,
     host: String,
@@ -144,30 +159,54 @@ struct ServerConn {
     username: Option<String>,
     password: Option<SecretString>,
     timeout: Duration,
+    hello_name: ClientId,
     slot: Mutex<Option<Slot>>,
     generation: AtomicU64,
 }
 
-/// The transport of one tokio runtime (connections belong to the runtime that opened them).
+/// The pool of one tokio runtime (connections belong to the runtime that opened them).
 struct Slot {
-    runtime: tokio::runtime::Handle,
+    runtime: tokio::runtime::Id,
     generation: u64,
-    /// Always `Some` until dropped.
-    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    pool: Arc<Pool>,
 }
 
-impl Slot {
-    fn transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
-        self.transport.clone().expect("set until dropped")
+/// Idle, authenticated connections in a clean state (after a successful send), ready for the
+/// next `MAIL FROM`, with the time they were put back. A connection is only put back after a
+/// send that succeeded; after any error or timeout it is dropped.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<(Instant, AsyncSmtpConnection)>>,
+}
+
+impl Pool {
+    /// The most recently used idle connection; idle ones older than `MAX_IDLE_TIME` are closed.
+    fn take(&self) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap();
+        while let Some((since, conn)) = idle.pop() {
+            if since.elapsed() < MAX_IDLE_TIME {
+                return Some(conn);
+            }
+            drop(conn);
+        }
+        None
     }
-}
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // lettre's pool spawns its clean-up when dropped: give it the runtime it belongs to, so
-        // dropping a gateway outside any runtime does not panic.
-        let _guard = self.runtime.enter();
-        drop(self.transport.take());
+    /// Puts a connection back; hands it back when the pool is full (or it is broken).
+    fn put(&self, conn: AsyncSmtpConnection) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() >= MAX_IDLE || conn.has_broken() {
+            return Some(conn);
+        }
+        idle.push((Instant::now(), conn));
+        None
+    }
+
+    fn drain(&self) -> Vec<AsyncSmtpConnection> {
+        std::mem::take(&mut *self.idle.lock().unwrap())
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
     }
 }
 
@@ -193,61 +232,168 @@ impl std::fmt::Debug for ServerConn {
 static SERVERS: LazyLock<Mutex<HashMap<PoolKey, Weak<ServerConn>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// Why getting a connection ready failed.
+enum ConnectError {
+    /// Resolving or the TCP connect failed: nothing was sent.
+    Tcp(std::io::Error),
+    /// TLS, the greeting, EHLO, STARTTLS or AUTH failed.
+    Smtp(lettre::transport::smtp::Error),
+}
+
+impl From<lettre::transport::smtp::Error> for ConnectError {
+    fn from(e: lettre::transport::smtp::Error) -> Self {
+        ConnectError::Smtp(e)
+    }
+}
+
 impl ServerConn {
-    /// The pooled transport for the current runtime, built on first use, and its generation.
-    fn transport(&self) -> Option<(AsyncSmtpTransport<Tokio1Executor>, u64)> {
-        let current = tokio::runtime::Handle::try_current().ok()?;
+    /// The pool for the current runtime, created on first use, and its generation.
+    fn pool(&self) -> Option<(Arc<Pool>, u64)> {
+        let current = tokio::runtime::Handle::try_current().ok()?.id();
         let mut slot = self.slot.lock().unwrap();
         if let Some(s) = slot.as_ref()
-            && s.runtime.id() == current.id()
+            && s.runtime == current
         {
-            return Some((s.transport(), s.generation));
+            return Some((s.pool.clone(), s.generation));
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let transport = self.build_transport();
         tracing::debug!(server = %self.id, generation, "smtp: new connection pool");
+        let pool = Arc::new(Pool::default());
         let old = slot.replace(Slot {
             runtime: current,
             generation,
-            transport: Some(transport.clone()),
+            pool: pool.clone(),
         });
         drop(slot);
         drop(old);
-        Some((transport, generation))
+        Some((pool, generation))
     }
 
-    /// Forgets the pool of `generation` (after a timeout or a broken connection its connections
-    /// cannot be trusted to be in step with the server); the next send starts a new one.
-    fn reset(&self, generation: u64) {
+    /// Forgets the pool of `generation`; the next send starts a new one.
+    fn reset(&self, generation: u64) -> Option<Arc<Pool>> {
         let mut slot = self.slot.lock().unwrap();
         if slot.as_ref().is_some_and(|s| s.generation == generation) {
-            let old = slot.take();
-            drop(slot);
-            drop(old);
+            return slot.take().map(|s| s.pool);
         }
+        None
     }
 
-    fn build_transport(&self) -> AsyncSmtpTransport<Tokio1Executor> {
-        let tls = match (&self.security, &self.tls_parameters) {
-            (Security::StartTls, Some(p)) => Tls::Required(p.clone()),
-            (Security::Implicit, Some(p)) => Tls::Wrapper(p.clone()),
-            _ => Tls::None,
+    /// Opens a TCP connection with `TCP_NODELAY` (lettre writes the mail data and the final
+    /// `.` in two writes: with Nagle's algorithm the second waits for the server's delayed ACK,
+    /// ~40 ms per mail), then lets lettre do TLS, the greeting, EHLO, STARTTLS and AUTH on it.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+        let addrs = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map_err(ConnectError::Tcp)?;
+        let mut last = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let tcp =
+            tcp.ok_or_else(|| {
+                ConnectError::Tcp(last.unwrap_or_else(|| {
+                    std::io::Error::other("the host name resolves to no address")
+                }))
+            })?;
+        tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
+        let mut conn = match (&self.security, &self.tls_parameters) {
+            (Security::Implicit, Some(p)) => {
+                #[allow(deprecated)] // public, and the only way to do lettre's TLS on our socket
+                let mut stream = AsyncNetworkStream::use_existing_tokio1(Box::new(tcp));
+                stream.upgrade_tls(p.clone()).await?;
+                AsyncSmtpConnection::connect_with_transport(
+                    Box::new(TokioCompat(stream)),
+                    &self.hello_name,
+                )
+                .await?
+            }
+            _ => {
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello_name).await?
+            }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
-            .port(self.port)
-            .tls(tls)
-            // Only bounds the TCP connect; the whole send is bounded in `send`.
-            .timeout(Some(self.timeout))
-            .pool_config(PoolConfig::new().max_size(10));
+        if let (Security::StartTls, Some(p)) = (&self.security, &self.tls_parameters) {
+            // Fails (client error) when the server does not offer STARTTLS.
+            conn.starttls(p.clone(), &self.hello_name).await?;
+        }
         if let Some(user) = &self.username {
             let password = self
                 .password
                 .as_ref()
                 .map(|p| p.expose_secret().to_owned())
                 .unwrap_or_default();
-            builder = builder.credentials(Credentials::new(user.clone(), password));
+            conn.auth(
+                DEFAULT_MECHANISMS,
+                &Credentials::new(user.clone(), password),
+            )
+            .await?;
         }
-        builder.build()
+        Ok(conn)
+    }
+
+    /// A connection ready for a mail: an idle one that still answers `NOOP`, or a new one.
+    async fn checkout(&self, pool: &Pool) -> Result<AsyncSmtpConnection, ConnectError> {
+        // A pooled connection that does not answer NOOP quickly is given up, so that a dead
+        // idle connection cannot use up the whole send's time before anything was sent.
+        let probe = (self.timeout / 4).min(Duration::from_secs(2));
+        while let Some(mut conn) = pool.take() {
+            if let Ok(true) = tokio::time::timeout(probe, conn.test_connected()).await {
+                tracing::trace!(server = %self.id, "smtp: reusing a pooled connection");
+                return Ok(conn);
+            }
+            tracing::debug!(server = %self.id, "smtp: dropping a broken pooled connection");
+        }
+        tracing::debug!(server = %self.id, "smtp: opening a connection");
+        self.connect().await
+    }
+}
+
+/// Lets lettre's (futures-io) TLS stream be handed back to lettre as a tokio stream: implicit
+/// TLS is set up by lettre on our socket before the greeting is read.
+#[allow(deprecated)]
+#[derive(Debug)]
+struct TokioCompat(AsyncNetworkStream);
+
+#[allow(deprecated)]
+impl AsyncTokioStream for TokioCompat {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for TokioCompat {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = std::task::ready!(Pin::new(&mut self.0).poll_read(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for TokioCompat {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
     }
 }
 
@@ -382,6 +528,7 @@ fn server_conn(id: &str, s: &SmtpServer) -> Result<Arc<ServerConn>, ConfigErrors
         username,
         password: s.password.clone(),
         timeout,
+        hello_name: ClientId::default(),
         slot: Mutex::new(None),
         generation: AtomicU64::new(0),
     });
@@ -502,8 +649,8 @@ impl SmtpProvider {
         SendError::new(kind, &self.gateway, message)
     }
 
-    /// Classifies a lettre error; true in the second field when the pool should be reset.
-    fn classify(&self, e: &lettre::transport::smtp::Error) -> (SendError, bool) {
+    /// Classifies a lettre error.
+    fn classify(&self, e: &lettre::transport::smtp::Error) -> SendError {
         let server = format!(
             "SMTP server '{}' ({}:{})",
             self.server.id, self.server.host, self.server.port
@@ -528,17 +675,14 @@ impl SmtpProvider {
             } else {
                 ErrorKind::Refused
             };
-            return (self.error(kind, msg).with_code(code), false);
+            return self.error(kind, msg).with_code(code);
         }
         let chain = error_chain(e);
         if e.is_client() {
             // Raised by lettre before anything was sent: e.g. STARTTLS or AUTH not offered.
-            return (
-                self.error(
-                    ErrorKind::Config,
-                    format!("{server}: {}", strip_kind(&text)),
-                ),
-                false,
+            return self.error(
+                ErrorKind::Config,
+                format!("{server}: {}", strip_kind(&text)),
             );
         }
         let certificate = chain
@@ -550,41 +694,26 @@ impl SmtpProvider {
             } else {
                 ""
             };
-            return (
-                self.error(
-                    ErrorKind::Config,
-                    format!("{server}: TLS failed: {}{hint}", strip_kind(&text)),
-                ),
-                true,
+            return self.error(
+                ErrorKind::Config,
+                format!("{server}: TLS failed: {}{hint}", strip_kind(&text)),
             );
         }
         // lettre's `Connection` kind is raised while connecting (resolve, TCP, TLS handshake):
         // nothing was sent. Its `Network` kind is a read or write failing on an open
         // connection, which may be after the message went out.
         if text.starts_with("Connection error") {
-            return (
-                self.error(
-                    ErrorKind::NotSent,
-                    format!("{server}: cannot connect: {}", strip_kind(&text)),
-                ),
-                true,
+            return self.error(
+                ErrorKind::NotSent,
+                format!("{server}: cannot connect: {}", strip_kind(&text)),
             );
         }
-        if e.is_transport_shutdown() {
-            return (
-                self.error(ErrorKind::NotSent, format!("{server}: {text}")),
-                true,
-            );
-        }
-        (
-            self.error(
-                ErrorKind::Unknown,
-                format!(
-                    "{server}: connection failed during the exchange: {}",
-                    strip_kind(&text)
-                ),
+        self.error(
+            ErrorKind::Unknown,
+            format!(
+                "{server}: connection failed during the exchange: {}",
+                strip_kind(&text)
             ),
-            true,
         )
     }
 }
@@ -637,7 +766,7 @@ impl Provider for SmtpProvider {
         });
         let raw = mail.formatted();
 
-        let (transport, generation) = self.server.transport().ok_or_else(|| {
+        let (pool, _) = self.server.pool().ok_or_else(|| {
             self.error(
                 ErrorKind::NotSent,
                 "the smtp provider must be called from within a tokio runtime",
@@ -645,7 +774,23 @@ impl Provider for SmtpProvider {
         })?;
         let timeout = self.server.timeout;
         tracing::debug!(server = %self.server.id, rcpt = %envelope.to()[0], bytes = raw.len(), "smtp: sending");
-        match tokio::time::timeout(timeout, transport.send_raw(&envelope, &raw)).await {
+        // Bounds everything: the pool check-out, connect, TLS, AUTH and the exchange. A
+        // connection still in use when the time is up is dropped with this future.
+        let exchange = async {
+            let mut conn = self.server.checkout(&pool).await?;
+            let sent = conn.send(&envelope, &raw).await;
+            if sent.is_ok() {
+                // Only a connection that just finished a mail cleanly is reused.
+                if let Some(mut extra) = pool.put(conn) {
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(timeout, extra.quit()).await;
+                    });
+                }
+            }
+            // After an error lettre already sent QUIT where it could; the connection is dropped.
+            sent.map_err(ConnectError::Smtp)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(response)) => {
                 tracing::debug!(code = %response.code(), "smtp: accepted");
                 let mut receipt = Receipt::new(&self.gateway, NAME);
@@ -654,38 +799,38 @@ impl Provider for SmtpProvider {
                 }
                 Ok(receipt)
             }
-            Ok(Err(e)) => {
-                let (err, reset) = self.classify(&e);
-                if reset {
-                    self.server.reset(generation);
-                }
-                Err(err)
-            }
-            Err(_) => {
-                // The pooled connection is now out of step with the server: start afresh.
-                self.server.reset(generation);
-                Err(self.error(
-                    ErrorKind::Unknown,
-                    format!(
-                        "SMTP server '{}' ({}:{}) did not finish the exchange within {:?}; \
-                         the mail may have been accepted",
-                        self.server.id, self.server.host, self.server.port, timeout
-                    ),
-                ))
-            }
+            Ok(Err(ConnectError::Smtp(e))) => Err(self.classify(&e)),
+            Ok(Err(ConnectError::Tcp(e))) => Err(self.error(
+                ErrorKind::NotSent,
+                format!(
+                    "SMTP server '{}' ({}:{}): cannot connect: {e}",
+                    self.server.id, self.server.host, self.server.port
+                ),
+            )),
+            Err(_) => Err(self.error(
+                ErrorKind::Unknown,
+                format!(
+                    "SMTP server '{}' ({}:{}) did not finish the exchange within {:?}; \
+                     the mail may have been accepted",
+                    self.server.id, self.server.host, self.server.port, timeout
+                ),
+            )),
         }
     }
 
     async fn shutdown(&self) {
-        // Shuts the pool of this server down (shared with the gateways on the same server);
-        // the next send from any of them starts a new pool.
+        // Closes the idle connections of this server (shared with the gateways on the same
+        // server); the next send from any of them starts a new pool.
         let current = {
             let slot = self.server.slot.lock().unwrap();
-            slot.as_ref().map(|s| (s.transport(), s.generation))
+            slot.as_ref().map(|s| s.generation)
         };
-        if let Some((transport, generation)) = current {
-            let _ = tokio::time::timeout(self.server.timeout, transport.shutdown()).await;
-            self.server.reset(generation);
+        if let Some(pool) = current.and_then(|g| self.server.reset(g)) {
+            let quits = pool.drain().into_iter().map(|mut c| async move {
+                let _ = c.quit().await;
+            });
+            let _ =
+                tokio::time::timeout(self.server.timeout, futures::future::join_all(quits)).await;
         }
     }
 }

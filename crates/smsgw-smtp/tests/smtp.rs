@@ -559,6 +559,69 @@ async fn connections_are_reused_across_many_sends_and_shared_between_gateways() 
     assert_eq!(sink.connections(), before + 1);
 }
 
+/// Sends `n` messages one after the other through `gw`; the time per message.
+async fn sequential(gw: &Gateway, n: u32) -> Duration {
+    let start = Instant::now();
+    for i in 0..n {
+        gw.send(&Message::new("+4917", i.to_string()))
+            .await
+            .unwrap();
+    }
+    start.elapsed() / n
+}
+
+// lettre writes the mail data and the final "." in two writes: on a socket without
+// TCP_NODELAY the second waits for the server's delayed ACK, ~40 ms per mail even on loopback.
+#[tokio::test]
+async fn sequential_sends_over_a_pooled_connection_do_not_stall() {
+    let sink = SmtpSink::start().await.unwrap();
+    let gw = gateway(&plain_server(&sink), SIMPLE).unwrap();
+    let start = Instant::now();
+    let per_message = sequential(&gw, 200).await;
+    let took = start.elapsed();
+    eprintln!("plain: {per_message:?} per message");
+    assert!(
+        took < Duration::from_secs(2),
+        "200 sends took {took:?} ({per_message:?} each)"
+    );
+    assert_eq!(sink.connections(), 1, "all over one pooled connection");
+    assert_eq!(sink.recorder().len(), 200);
+}
+
+#[tokio::test]
+async fn sequential_sends_over_tls_do_not_stall() {
+    let starttls = SmtpSink::builder()
+        .starttls()
+        .credentials("u", PASSWORD)
+        .require_auth()
+        .start()
+        .await
+        .unwrap();
+    let server = format!(
+        "{}\ntls = true\ncheck_ssl = false\nusername = \"u\"\npassword = \"{PASSWORD}\"",
+        plain_server(&starttls)
+    );
+    let per_message = sequential(&gateway(&server, SIMPLE).unwrap(), 50).await;
+    eprintln!("STARTTLS: {per_message:?} per message");
+    assert!(per_message < Duration::from_millis(10), "{per_message:?}");
+    assert_eq!(starttls.connections(), 1);
+
+    let smtps = SmtpSink::builder()
+        .implicit_tls()
+        .credentials("u", PASSWORD)
+        .start()
+        .await
+        .unwrap();
+    let server = format!(
+        "server = \"{}\"\nsender = \"otp@example.org\"\ncheck_ssl = false\ntimeout = 2\nusername = \"u\"\npassword = \"{PASSWORD}\"",
+        smtps.url()
+    );
+    let per_message = sequential(&gateway(&server, SIMPLE).unwrap(), 50).await;
+    eprintln!("smtps: {per_message:?} per message");
+    assert!(per_message < Duration::from_millis(10), "{per_message:?}");
+    assert_eq!(smtps.connections(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sends_are_each_received_exactly_once() {
     let sink = SmtpSink::start().await.unwrap();
