@@ -563,7 +563,14 @@ impl Encoder<Out> for RawCodec {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    // Table lookup, not format! per byte: this runs for every PDU and bounds the sink's rate.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(b.len() * 2);
+    for &x in b {
+        out.push(DIGITS[usize::from(x >> 4)] as char);
+        out.push(DIGITS[usize::from(x & 0x0f)] as char);
+    }
+    out
 }
 
 fn command_name(id: CommandId) -> String {
