@@ -490,7 +490,13 @@ impl HttpProvider {
             src = s.source();
         }
         let shown_url = self.url.as_str();
-        if e.is_connect() {
+        if untrusted_certificate(&e) {
+            self.error(
+                ErrorKind::Config,
+                format!("the TLS certificate of {shown_url} was not trusted; nothing was sent (set CHECK_SSL = \"no\" to accept it on purpose): {chain}"),
+            )
+            .with_code("untrusted_certificate")
+        } else if e.is_connect() {
             self.error(
                 ErrorKind::NotSent,
                 format!("cannot connect to {shown_url}: {chain}"),
@@ -738,4 +744,18 @@ mod tests {
     fn percent_decodes_url_credentials() {
         assert_eq!(percent_decode("p%40ss+w"), "p@ss+w");
     }
+}
+
+/// True when `e`'s chain says the server's certificate was not trusted. reqwest does not expose
+/// the rustls error through its source chain, so this reads rustls' message for
+/// `Error::InvalidCertificate` ("invalid peer certificate: …").
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

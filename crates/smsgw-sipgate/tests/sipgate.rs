@@ -259,6 +259,25 @@ async fn timeout_and_refused_connection() {
 }
 
 #[tokio::test]
+async fn an_untrusted_certificate_is_a_configuration_error() {
+    let sink = SipgateSink::builder()
+        .credentials(USER, PASS)
+        .tls()
+        .start()
+        .await
+        .unwrap();
+    assert!(sink.rpc_url().starts_with("https://"));
+    let e = gw_for(&sink, &[])
+        .send(&Message::new("+491511234567", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    assert_eq!(e.code(), Some("untrusted_certificate"), "{e}");
+    assert!(!e.to_string().contains(PASS));
+    assert!(sink.requests().is_empty(), "nothing reached the gateway");
+}
+
+#[tokio::test]
 async fn regexp_rewrites_the_number() {
     let sink = sink().await;
     gw_for(&sink, &[("REGEXP", "/^0/49/")])
