@@ -723,6 +723,20 @@ impl Provider for HttpProvider {
     }
 }
 
+/// True when `e`'s chain says the server's certificate was not trusted. reqwest does not expose
+/// the rustls error through its source chain, so this reads rustls' message for
+/// `Error::InvalidCertificate` ("invalid peer certificate: …").
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,18 +758,4 @@ mod tests {
     fn percent_decodes_url_credentials() {
         assert_eq!(percent_decode("p%40ss+w"), "p@ss+w");
     }
-}
-
-/// True when `e`'s chain says the server's certificate was not trusted. reqwest does not expose
-/// the rustls error through its source chain, so this reads rustls' message for
-/// `Error::InvalidCertificate` ("invalid peer certificate: …").
-fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.to_string().contains("invalid peer certificate") {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }

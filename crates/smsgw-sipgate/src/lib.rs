@@ -523,6 +523,20 @@ impl Provider for SipgateProvider {
     }
 }
 
+/// True when `e`'s chain says the server's certificate was not trusted. reqwest does not expose
+/// the rustls error through its source chain, so this reads rustls' message for
+/// `Error::InvalidCertificate` ("invalid peer certificate: …").
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,18 +554,4 @@ mod tests {
         let xml = String::from_utf8(session_initiate_xml("1", "a\r\nb")).unwrap();
         assert!(xml.contains("a&#13;\nb"), "{xml}");
     }
-}
-
-/// True when `e`'s chain says the server's certificate was not trusted. reqwest does not expose
-/// the rustls error through its source chain, so this reads rustls' message for
-/// `Error::InvalidCertificate` ("invalid peer certificate: …").
-fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.to_string().contains("invalid peer certificate") {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
