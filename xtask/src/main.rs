@@ -262,18 +262,29 @@ fn bench_one(
     })
 }
 
-fn bench(args: &[String]) -> Result<(), String> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let scale = |n: usize| if quick { n / 10 } else { n };
-    run(cargo().args(["build", "--release", "--quiet", "-p", "smsgw-cli"]))?;
-    let bin = root().join("target/release/smsgw");
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+/// The sinks in a process of their own, as a real gateway would be, and the gateway definitions
+/// that send to them. Killed when dropped.
+struct SinkProcess {
+    child: std::process::Child,
+    cfg: PathBuf,
+    cfg_text: String,
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a fresh `smsgw sink` (each measurement gets its own, so that what an earlier run left
+/// in the sink's memory cannot slow a later one) and writes `bench.toml` for it, with two extra
+/// SMPP gateways of WINDOW 1 and 64.
+fn start_sinks(bin: &Path, dir: &Path) -> Result<SinkProcess, String> {
     let sinks_cfg = dir.join("sinks.toml");
     let _ = std::fs::remove_file(&sinks_cfg);
     let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
-    // The sinks run in a process of their own, as a real gateway would.
-    let mut sink = Command::new(&bin)
+    let child = Command::new(bin)
         .args(["-q", "sink", "--http-port", &ports[0].to_string()])
         .args(["--sipgate-port", &ports[1].to_string()])
         .args(["--smtp-port", &ports[2].to_string()])
@@ -284,74 +295,97 @@ fn bench(args: &[String]) -> Result<(), String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let result = (|| -> Result<(Vec<BenchRow>, BenchRow, Vec<f64>), String> {
-        for _ in 0..100 {
-            if sinks_cfg.exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut process = SinkProcess {
+        child,
+        cfg: dir.join("bench.toml"),
+        cfg_text: String::new(),
+    };
+    for _ in 0..100 {
+        if sinks_cfg.exists() {
+            break;
         }
-        let mut cfg_text = std::fs::read_to_string(&sinks_cfg)
-            .map_err(|e| format!("the sink did not start: {e}"))?;
-        for w in [1, 64] {
-            cfg_text.push_str(&format!(
-                "\n[gateways.smpp-w{w}]\nprovider = \"smpp\"\n[gateways.smpp-w{w}.options]\n\
-                 SMSC_HOST = \"127.0.0.1\"\nSMSC_PORT = \"{}\"\nSYSTEM_ID = \"smsgw\"\n\
-                 PASSWORD = \"smppsec1\"\nWINDOW = \"{w}\"\nTIMEOUT = \"10\"\n",
-                ports[3]
-            ));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut cfg_text =
+        std::fs::read_to_string(&sinks_cfg).map_err(|e| format!("the sink did not start: {e}"))?;
+    for w in [1, 64] {
+        cfg_text.push_str(&format!(
+            "\n[gateways.smpp-w{w}]\nprovider = \"smpp\"\n[gateways.smpp-w{w}.options]\n\
+             SMSC_HOST = \"127.0.0.1\"\nSMSC_PORT = \"{}\"\nSYSTEM_ID = \"smsgw\"\n\
+             PASSWORD = \"smppsec1\"\nWINDOW = \"{w}\"\nTIMEOUT = \"10\"\n",
+            ports[3]
+        ));
+    }
+    std::fs::write(&process.cfg, &cfg_text).map_err(|e| e.to_string())?;
+    process.cfg_text = cfg_text;
+    Ok(process)
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let scale = |n: usize| if quick { n / 10 } else { n };
+    run(cargo().args(["build", "--release", "--quiet", "-p", "smsgw-cli"]))?;
+    let bin = root().join("target/release/smsgw");
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut runs: Vec<(&'static str, &str, usize, u32)> = Vec::new();
+    for (provider, gw, n) in [
+        ("http", "http-sink", scale(20_000)),
+        ("sipgate", "sipgate-sink", scale(20_000)),
+        ("smtp", "smtp-sink", scale(2_000)),
+    ] {
+        for c in [1, 64] {
+            runs.push((provider, gw, n, c));
         }
-        let cfg = dir.join("bench.toml");
-        std::fs::write(&cfg, &cfg_text).map_err(|e| e.to_string())?;
-        let mut rows = Vec::new();
-        for (provider, gw, n) in [
-            ("http", "http-sink", scale(20_000)),
-            ("sipgate", "sipgate-sink", scale(20_000)),
-            ("smtp", "smtp-sink", scale(2_000)),
-        ] {
-            if !cfg_text.contains(&format!("[gateways.{gw}]")) {
-                eprintln!("xtask: {provider} is not compiled in; skipped");
-                continue;
-            }
-            for c in [1, 64] {
-                rows.push(bench_one(&bin, &cfg, &dir, provider, gw, n, c)?);
-            }
+    }
+    runs.push(("smpp", "smpp-w1", scale(20_000), 1));
+    runs.push(("smpp", "smpp-w64", scale(20_000), 64));
+    let mut rows = Vec::new();
+    for (provider, gw, n, c) in runs {
+        let sinks = start_sinks(&bin, &dir)?;
+        if !sinks.cfg_text.contains(&format!("[gateways.{gw}]")) {
+            eprintln!("xtask: {provider} is not compiled in; skipped");
+            continue;
         }
-        for (w, gw) in [(1, "smpp-w1"), (64, "smpp-w64")] {
-            rows.push(bench_one(&bin, &cfg, &dir, "smpp", gw, scale(20_000), w)?);
+        rows.push(bench_one(&bin, &sinks.cfg, &dir, provider, gw, n, c)?);
+    }
+    let sinks = start_sinks(&bin, &dir)?;
+    let big = bench_one(
+        &bin,
+        &sinks.cfg,
+        &dir,
+        "http",
+        "http-sink",
+        scale(100_000),
+        64,
+    )?;
+    // Cold start: one whole `smsgw send` process, start to exit.
+    let mut cold = Vec::new();
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        let ok = Command::new(&bin)
+            .arg("-c")
+            .arg(&sinks.cfg)
+            .args([
+                "send",
+                "-g",
+                "http-sink",
+                "-p",
+                "+491511234567",
+                "-m",
+                "123456",
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?
+            .success();
+        if !ok {
+            return Err("a cold smsgw send failed".to_owned());
         }
-        let big = bench_one(&bin, &cfg, &dir, "http", "http-sink", scale(100_000), 64)?;
-        // Cold start: one whole `smsgw send` process, start to exit.
-        let mut cold = Vec::new();
-        for _ in 0..20 {
-            let t = std::time::Instant::now();
-            let ok = Command::new(&bin)
-                .arg("-c")
-                .arg(&cfg)
-                .args([
-                    "send",
-                    "-g",
-                    "http-sink",
-                    "-p",
-                    "+491511234567",
-                    "-m",
-                    "123456",
-                ])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .map_err(|e| e.to_string())?
-                .success();
-            if !ok {
-                return Err("a cold smsgw send failed".to_owned());
-            }
-            cold.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        cold.sort_by(|a, b| a.total_cmp(b));
-        Ok((rows, big, cold))
-    })();
-    let _ = sink.kill();
-    let _ = sink.wait();
-    let (rows, big, cold) = result?;
+        cold.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(sinks);
+    cold.sort_by(|a, b| a.total_cmp(b));
 
     println!(
         "{:<8} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>9}",
