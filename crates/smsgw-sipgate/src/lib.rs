@@ -300,6 +300,8 @@ impl SipgateProvider {
         SendError::new(kind, &self.gateway, self.scrub(msg))
     }
 
+    // The same classification as smsgw-http's, kept as a copy on purpose: a provider crate that
+    // used another's code would link that provider's registration into every binary using it.
     fn classify(&self, e: reqwest::Error) -> SendError {
         let e = e.without_url();
         let mut chain = e.to_string();
