@@ -217,10 +217,12 @@ pub fn demo(as_json: bool) -> u8 {
         eprintln!("error: {bad} provider(s) did not deliver the message intact");
         super::EXIT_FAILED
     } else {
-        println!(
-            "\nall {} providers delivered the message intact",
-            rows.len()
-        );
+        if !as_json {
+            println!(
+                "\nall {} providers delivered the message intact",
+                rows.len()
+            );
+        }
         0
     }
 }

@@ -512,3 +512,76 @@ fn ctrl_c_stops_a_bulk_send_and_reports_every_message() {
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(summary["sent"], sent);
 }
+
+#[test]
+fn demo_delivers_through_every_provider() {
+    let o = run(&["demo", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let providers: Vec<&str> = rows
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["http", "sipgate", "smpp", "smtp"]);
+    assert!(rows.iter().all(|r| r["intact"] == true), "{out}");
+}
+
+#[test]
+fn sink_prints_what_arrives_and_writes_a_config_that_reaches_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sinks.toml");
+    let mut sink = smsgw()
+        .args([
+            "sink",
+            "--json",
+            "--http-port",
+            "0",
+            "--sipgate-port",
+            "0",
+            "--smtp-port",
+            "0",
+            "--smpp-port",
+            "0",
+        ])
+        .arg("--write-config")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if cfg.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let c = cfg.to_str().unwrap();
+    let o = run(&["-c", c, "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let mut lines = BufReader::new(sink.stdout.take().unwrap()).lines();
+    for gw in ["http-sink", "sipgate-sink", "smtp-sink", "smpp-sink"] {
+        let o = run(&[
+            "-c",
+            c,
+            "send",
+            "-g",
+            gw,
+            "-p",
+            "+491511234567",
+            "-m",
+            "Grüße 🔐",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{gw}: {}", text(&o).1);
+        let line = lines.next().expect("a line per message").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["text"], "Grüße 🔐", "{gw}: {line}");
+        assert!(
+            v["recipient"].as_str().unwrap().contains("491511234567"),
+            "{gw}: {line}"
+        );
+    }
+    let _ = sink.kill();
+    let _ = sink.wait();
+}
