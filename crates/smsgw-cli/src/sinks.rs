@@ -5,8 +5,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use smsgw::{Config, Gateway, Message, Registry};
-use smsgw_testkit::Received;
-use smsgw_testkit::harness;
+use smsgw_sinks::Received;
+use smsgw_sinks::harness;
 
 /// Arguments of `smsgw sink`.
 #[derive(clap::Args)]

@@ -24,7 +24,7 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use smsgw_testkit::smsc::Smsc;
+//! use smsgw_sinks::smsc::Smsc;
 //! let smsc = Smsc::start().await.unwrap();
 //! assert!(smsc.addr().ip().is_loopback());
 //! assert_eq!(smsc.connections(), 0);

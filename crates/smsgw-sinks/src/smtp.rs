@@ -22,7 +22,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! use smsgw_testkit::smtp::SmtpSink;
+//! use smsgw_sinks::smtp::SmtpSink;
 //! let sink = SmtpSink::builder().starttls().credentials("user", "secret").start().await.unwrap();
 //! assert!(sink.url().starts_with("smtp://127.0.0.1:"));
 //! assert!(sink.certificate_pem().contains("BEGIN CERTIFICATE"));

@@ -7,15 +7,15 @@
 //!
 //! ```no_run
 //! # struct MyHarness;
-//! # #[smsgw_testkit::async_trait] impl smsgw_testkit::conformance::Harness for MyHarness {
+//! # #[smsgw_sinks::async_trait] impl smsgw_sinks::conformance::Harness for MyHarness {
 //! #   fn provider(&self) -> &'static str { "mine" }
-//! #   async fn start_sink(&self) -> Box<dyn smsgw_testkit::SinkHandle> { unimplemented!() }
-//! #   fn definition(&self, _: std::net::SocketAddr, _: f64) -> smsgw_testkit::conformance::Setup { unimplemented!() }
+//! #   async fn start_sink(&self) -> Box<dyn smsgw_sinks::SinkHandle> { unimplemented!() }
+//! #   fn definition(&self, _: std::net::SocketAddr, _: f64) -> smsgw_sinks::conformance::Setup { unimplemented!() }
 //! # }
 //! // In a third-party provider crate's tests/conformance.rs:
 //! #[test]
 //! fn conformance() {
-//!     smsgw_testkit::conformance::assert_conformant(&MyHarness);
+//!     smsgw_sinks::conformance::assert_conformant(&MyHarness);
 //! }
 //! ```
 

@@ -18,8 +18,8 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! use smsgw_testkit::http::HttpSink;
-//! use smsgw_testkit::Fault;
+//! use smsgw_sinks::http::HttpSink;
+//! use smsgw_sinks::Fault;
 //!
 //! let sink = HttpSink::start().await?;
 //! sink.faults().nth(1, Fault::Reply { code: 503, text: "busy".into() });

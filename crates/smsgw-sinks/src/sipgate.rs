@@ -15,7 +15,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! use smsgw_testkit::sipgate::{SipgateAnswer, SipgateSink};
+//! use smsgw_sinks::sipgate::{SipgateAnswer, SipgateSink};
 //! let sink = SipgateSink::builder().credentials("user", "secret").start().await?;
 //! sink.answers().next(1, SipgateAnswer::Fault { code: 4, text: "bad".into() });
 //! assert!(sink.rpc_url().ends_with("/RPC2"));

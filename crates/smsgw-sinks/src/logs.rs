@@ -7,11 +7,11 @@ use tracing_subscriber::layer::SubscriberExt as _;
 
 /// Everything logged at any level (TRACE included) while it is installed, as text.
 ///
-/// The sinks' own logs (target `smsgw_testkit`) are left out: a sink is the gateway's side and sees
+/// The sinks' own logs (target `smsgw_sinks`) are left out: a sink is the gateway's side and sees
 /// credentials by design.
 ///
 /// ```
-/// let logs = smsgw_testkit::logs::LogCapture::new();
+/// let logs = smsgw_sinks::logs::LogCapture::new();
 /// {
 ///     let _guard = logs.set_default();
 ///     tracing::trace!(user = "alice", "logged in");
@@ -51,7 +51,7 @@ impl LogCapture {
             .with_writer(move || me.clone())
             .with_ansi(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-                !m.target().starts_with("smsgw_testkit")
+                !m.target().starts_with("smsgw_sinks")
             }));
         tracing_subscriber::registry().with(layer).with(
             tracing_subscriber::filter::LevelFilter::from_level(self.level),
