@@ -278,6 +278,7 @@ impl Route {
             deadline: Instant::now() + plan.deadline,
             attempts: Vec::new(),
             may_arrive_twice: false,
+            short_of_time: false,
         }
         .run()
         .await;
@@ -306,6 +307,8 @@ struct Delivering<'a> {
     deadline: Instant,
     attempts: Vec<Attempt>,
     may_arrive_twice: bool,
+    /// A retry was given up because its backoff would have passed the deadline.
+    short_of_time: bool,
 }
 
 /// What one gateway's turn ended with.
@@ -341,6 +344,9 @@ impl Delivering<'_> {
                     "every gateway's circuit breaker is open: nothing was sent".into(),
                 )
                 .retry_at(retry.map(to_system_time)));
+        }
+        if self.short_of_time {
+            return self.deadline_error(false);
         }
         let kind = self.overall_kind();
         Err(self.fail(
@@ -545,6 +551,7 @@ impl Delivering<'_> {
                             tokio::time::sleep(delay).await;
                             continue;
                         }
+                        self.short_of_time = true;
                     }
                     return Turn::Next;
                 }
