@@ -87,7 +87,7 @@ impl fmt::Display for PerRecipient {
         let s = self.window.as_secs();
         let (n, u) = [(86_400, "d"), (3600, "h"), (60, "m")]
             .into_iter()
-            .find(|(u, _)| s % u == 0)
+            .find(|(u, _)| s.is_multiple_of(*u))
             .map(|(u, name)| (s / u, name))
             .unwrap_or((s, "s"));
         write!(f, "{}/{n}{u}", self.max)

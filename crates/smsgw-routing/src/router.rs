@@ -314,7 +314,7 @@ struct Delivering<'a> {
 /// What one gateway's turn ended with.
 enum Turn {
     Next,
-    Done(Delivery),
+    Done(Box<Delivery>),
 }
 
 impl Delivering<'_> {
@@ -332,7 +332,7 @@ impl Delivering<'_> {
                     .increment(1);
             }
             if let Turn::Done(d) = self.turn(state, &mut skipped_until, &mut tried).await {
-                return d;
+                return *d;
             }
         }
         if !tried && !skipped_until.is_empty() {
@@ -435,7 +435,7 @@ impl Delivering<'_> {
         let mut tries = 0u32;
         loop {
             if Instant::now() >= self.deadline {
-                return Turn::Done(self.deadline_error(false));
+                return Turn::Done(Box::new(self.deadline_error(false)));
             }
             let permit = match state.breaker.admit() {
                 Ok(p) => p,
@@ -463,7 +463,7 @@ impl Delivering<'_> {
                         Ok(r) => Some(r),
                         Err(retry) => {
                             drop(permit);
-                            return Turn::Done(self.rate_limited(state, retry));
+                            return Turn::Done(Box::new(self.rate_limited(state, retry)));
                         }
                     }
                 }
@@ -499,7 +499,7 @@ impl Delivering<'_> {
                             SystemTime::now(),
                             Duration::ZERO,
                         );
-                        return Turn::Done(self.deadline_error(false));
+                        return Turn::Done(Box::new(self.deadline_error(false)));
                     }
                 }
             }
@@ -529,7 +529,7 @@ impl Delivering<'_> {
                 Ok(receipt) => {
                     permit.finish(Verdict::Healthy);
                     self.note(id, AttemptKind::Sent, None, at, took);
-                    return Turn::Done(Ok(self.delivered(id, receipt)));
+                    return Turn::Done(Box::new(Ok(self.delivered(id, receipt))));
                 }
                 Err(e) => e,
             };
@@ -569,14 +569,14 @@ impl Delivering<'_> {
                 _ => {
                     permit.finish(Verdict::Failed);
                     if cut {
-                        return Turn::Done(self.deadline_error(true));
+                        return Turn::Done(Box::new(self.deadline_error(true)));
                     }
                     if plan.on_unknown == OnUnknown::Stop {
-                        return Turn::Done(Err(self.fail(
+                        return Turn::Done(Box::new(Err(self.fail(
                             ErrorKind::Unknown,
                             Reason::OutcomeUnknown,
                             format!("gateway '{id}' may have sent the message; stopped (on_unknown = \"stop\")"),
-                        )));
+                        ))));
                     }
                     self.may_arrive_twice = true;
                     return Turn::Next;

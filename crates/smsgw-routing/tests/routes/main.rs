@@ -8,4 +8,5 @@ mod breaker;
 mod bulk;
 mod failover;
 mod limits;
+mod metrics;
 mod retries;
