@@ -34,6 +34,7 @@
 mod breaker;
 mod bulk;
 mod config;
+mod deliver;
 mod limits;
 mod listing;
 mod load;
