@@ -162,6 +162,13 @@ impl RoutingConfig {
 
     /// Parses `routes` and every `gateways.*.limits` of a whole TOML document.
     pub fn from_value(doc: &Value) -> Result<RoutingConfig, ConfigErrors> {
+        let (cfg, errs) = Self::parse(doc);
+        errs.into_result(cfg)
+    }
+
+    /// Everything that parsed (routes and limits with problems keep what was usable, so that
+    /// their gateway names can still be checked), and every problem.
+    fn parse(doc: &Value) -> (RoutingConfig, ConfigErrors) {
         let mut errs = ConfigErrors::new();
         let mut cfg = RoutingConfig::default();
         match doc.get("routes") {
@@ -194,7 +201,7 @@ impl RoutingConfig {
                 }
             }
         }
-        errs.into_result(cfg)
+        (cfg, errs)
     }
 
     /// Checks that every gateway a route names exists (`known` says whether an id does) and that no
@@ -262,10 +269,9 @@ pub fn check_section(doc: &Value) -> Vec<ConfigProblem> {
             .and_then(|t| t.get(id))
             .is_some_and(|g| g.get("provider").is_some())
     };
-    match RoutingConfig::from_value(doc) {
-        Ok(cfg) => cfg.check_gateways(known).problems().to_vec(),
-        Err(e) => e.problems().to_vec(),
-    }
+    let (cfg, mut errs) = RoutingConfig::parse(doc);
+    errs.extend(cfg.check_gateways(known));
+    errs.problems().to_vec()
 }
 
 /// A problem in route `route`, about `key` (if any).
@@ -308,7 +314,6 @@ fn parse_route(name: &str, v: &Value, errs: &mut ConfigErrors) -> Option<RouteDe
         errs.push(route_problem(name, None, "must be a table ([routes.NAME])"));
         return None;
     };
-    let before = errs.problems().len();
     let mut p = |key: &str, msg: String| errs.push(route_problem(name, Some(key), msg));
     unknown_keys(t, ROUTE_KEYS, &mut p, "route");
     let gateways = match t.get("gateways") {
@@ -408,7 +413,7 @@ fn parse_route(name: &str, v: &Value, errs: &mut ConfigErrors) -> Option<RouteDe
             ),
         ),
     }
-    (errs.problems().len() == before).then(|| RouteDef {
+    Some(RouteDef {
         name: name.to_owned(),
         gateways,
         deadline,
@@ -483,7 +488,6 @@ fn seconds(
 }
 
 fn parse_limits(id: &str, t: &toml::Table, errs: &mut ConfigErrors) -> Option<Limits> {
-    let before = errs.problems().len();
     let mut p = |key: &str, msg: String| {
         errs.push(ConfigProblem::gateway(
             id,
@@ -549,7 +553,7 @@ fn parse_limits(id: &str, t: &toml::Table, errs: &mut ConfigErrors) -> Option<Li
     if let Some(d) = seconds(t.get("breaker_cooldown"), "breaker_cooldown", false, &mut p) {
         l.breaker_cooldown = d;
     }
-    (errs.problems().len() == before).then_some(l)
+    Some(l)
 }
 
 #[cfg(test)]

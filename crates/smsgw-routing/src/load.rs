@@ -63,3 +63,26 @@ pub fn load_toml_str(text: &str) -> Result<(Config, RoutingConfig), ConfigErrors
         _ => Err(errs),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn core_and_routing_problems_come_together() {
+        let errs = super::load_toml_str(
+            r#"
+            colour = "red"
+            [gateways.a]
+            provider = "http"
+            [gateways.a.limits]
+            rate = -1
+            [routes.otp]
+            gateways = ["b"]
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(errs.contains("option 'limits.rate'"), "{errs}");
+        assert!(errs.contains("unknown gateway 'b'"), "{errs}");
+        assert!(errs.contains("colour"), "{errs}");
+    }
+}

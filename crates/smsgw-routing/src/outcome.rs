@@ -257,9 +257,10 @@ impl RouteError {
 
 impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.route {
-            Some(r) => write!(f, "route '{r}': {}", self.message)?,
-            None => write!(f, "gateway '{}': {}", self.target, self.message)?,
+        match (&self.route, self.reason) {
+            (Some(r), _) => write!(f, "route '{r}': {}", self.message)?,
+            (None, Reason::UnknownTarget) => f.write_str(&self.message)?,
+            (None, _) => write!(f, "gateway '{}': {}", self.target, self.message)?,
         }
         if let Some(t) = self.retry_after {
             write!(f, "; retry after {}", format_time(t))?;

@@ -151,6 +151,11 @@ async fn rules_choose_gateways_by_number_and_gateway_ids_are_targets() {
         e.message().contains("routes: otp; gateways: de, other"),
         "{e}"
     );
+    assert!(
+        e.to_string()
+            .starts_with("'nope' is neither a route nor a gateway"),
+        "{e}"
+    );
     settle().await;
     assert_eq!(de.accepted(), ["a", "c"]);
     assert_eq!(other.accepted(), ["b"]);
