@@ -88,4 +88,16 @@ async fn per_recipient_stops_the_sixth_message_and_lets_others_through() {
     );
     settle().await;
     assert_eq!(sink.accepted(), ["a0", "a1", "a2", "a3", "a4", "b0"]);
+    let listing = serde_json::to_value(r.listing()).unwrap();
+    assert_eq!(
+        listing["gateways"][0],
+        serde_json::json!({
+            "gateway": "gw",
+            "limits": { "rate": null, "burst": 1, "per_recipient": "5/1h", "breaker_failures": 5, "breaker_cooldown": 30.0 },
+            "breaker": "closed"
+        })
+    );
+    assert_eq!(listing["routes"][0]["name"], "otp");
+    assert_eq!(listing["routes"][0]["deadline"], 30.0);
+    assert_eq!(listing["routes"][0]["on_unknown"], "stop");
 }
