@@ -7,6 +7,9 @@
 //!
 //! The configuration lives in `smsgw.toml` beside `[gateways.*]`: `[routes.NAME]` tables and
 //! `[gateways.ID.limits]` tables ([`RoutingConfig`]); the semantics are in `docs/routing.md`.
+//! Until the core's `Config` accepts these sections, [`load_toml_str`] parses a whole file into
+//! both (and [`strip_section`] removes the routing part from a document); [`check_section`] is the
+//! validation hook for `smsgw check`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

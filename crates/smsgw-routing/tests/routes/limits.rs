@@ -101,3 +101,31 @@ async fn per_recipient_stops_the_sixth_message_and_lets_others_through() {
     assert_eq!(listing["routes"][0]["deadline"], 30.0);
     assert_eq!(listing["routes"][0]["on_unknown"], "stop");
 }
+
+#[tokio::test]
+async fn no_token_before_the_deadline_fails_at_once_without_sending() {
+    let sink = Sink::start().await;
+    let toml = format!(
+        "{}[gateways.gw.limits]\nrate = 0.2\n\n[routes.otp]\ngateways = [\"gw\"]\ndeadline = 1\n",
+        gateway("gw", &sink.url(), 5.0)
+    );
+    let r = router(&toml);
+    r.send("otp", &Message::new("+1", "first")).await.unwrap();
+    let start = Instant::now();
+    let e = r
+        .send("otp", &Message::new("+1", "second"))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        (e.kind(), e.reason()),
+        (ErrorKind::NotSent, Reason::Deadline)
+    );
+    assert!(e.message().contains("no send token"), "{e}");
+    settle().await;
+    assert_eq!(sink.accepted(), ["first"]);
+}
