@@ -44,10 +44,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod book;
 mod config;
+mod connection;
 mod dlr;
 mod encoding;
+mod pending;
 mod provider;
+mod receipt;
 mod session;
 mod status;
 #[cfg(feature = "tls")]
@@ -57,6 +61,7 @@ use std::sync::Arc;
 
 use smsgw_core::{BuildContext, Capabilities, ConfigErrors, Provider, ProviderDescriptor};
 
+pub use book::{DEFAULT_RECEIPT_EXPIRY, MAX_RECEIPTS, MessageReceipt, ReceiptBook};
 pub use config::{BindMode, PARAMS};
 pub use dlr::{ReceiptText, parse_receipt_text};
 pub use encoding::{
