@@ -92,6 +92,8 @@ struct State {
     bind_system_id: Mutex<Option<String>>,
     flood: Mutex<Option<Flood>>,
     flood_written: AtomicUsize,
+    /// Receipts kept back (`Some`) instead of sent: (submit, message id, stat/err).
+    held_receipts: Mutex<Option<Vec<(SubmitRecord, String, (String, String))>>>,
     /// The writers of the bound sessions and their next sequence numbers, for pushed requests.
     sessions: Mutex<Vec<(mpsc::UnboundedSender<decode::Out>, Arc<AtomicU64>)>>,
 }
@@ -172,6 +174,7 @@ impl SmscBuilder {
             bind_system_id: Mutex::default(),
             flood: Mutex::default(),
             flood_written: AtomicUsize::new(0),
+            held_receipts: Mutex::default(),
             sessions: Mutex::default(),
         });
         let st = state.clone();
@@ -390,6 +393,40 @@ impl Smsc {
     /// Sends a query_sm for `message_id` on every bound session; returns on how many.
     pub fn push_query_sm(&self, message_id: &str) -> usize {
         self.push(|seq| hostile::query_sm(message_id, seq))
+    }
+
+    /// Keep delivery receipts back from now on instead of sending them, until
+    /// [`Smsc::release_receipts`] (e.g. to send them on a later session).
+    pub fn hold_receipts(&self) {
+        self.state
+            .held_receipts
+            .lock()
+            .unwrap()
+            .get_or_insert_with(Vec::new);
+    }
+
+    /// Sends the receipts kept back on every session bound now and sends receipts at once
+    /// again; returns how many receipts were released.
+    pub fn release_receipts(&self) -> usize {
+        let held = self
+            .state
+            .held_receipts
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_default();
+        let style = *self.state.receipt_style.lock().unwrap();
+        let mut sessions = self.state.sessions.lock().unwrap();
+        sessions.retain(|(tx, _)| !tx.is_closed());
+        for (rec, id, state) in &held {
+            for (tx, seq) in sessions.iter() {
+                let s = seq.fetch_add(1, Ordering::SeqCst) as u32;
+                if let Some(out) = receipts::receipt(style, rec, id, state, s) {
+                    let _ = tx.send(out);
+                }
+            }
+        }
+        held.len()
     }
 
     fn push(&self, pdu: impl Fn(u32) -> Vec<u8>) -> usize {

@@ -258,6 +258,10 @@ where
                     st2.accepted(rec.clone(), payload);
                     if transceiver && wants_receipt {
                         let state = st2.receipt_state.lock().unwrap().clone();
+                        if let Some(held) = st2.held_receipts.lock().unwrap().as_mut() {
+                            held.push((rec.clone(), mid.clone(), state));
+                            return;
+                        }
                         let style = *st2.receipt_style.lock().unwrap();
                         let s = out_seq2.fetch_add(1, Ordering::SeqCst) as u32;
                         if let Some(out) = receipts::receipt(style, &rec, &mid, &state, s) {
