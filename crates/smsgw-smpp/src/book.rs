@@ -192,7 +192,10 @@ impl ReceiptBook {
                 match reports.recv().await {
                     Ok(r) => st.record(r),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "delivery reports came faster than they were recorded; some were missed");
+                        tracing::warn!(
+                            missed = n,
+                            "delivery reports came faster than they were recorded; some were missed"
+                        );
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }

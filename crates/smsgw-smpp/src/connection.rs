@@ -13,8 +13,8 @@
 //! - every other step has a time bound, and closing aborts the tasks, whatever the peer does.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -131,10 +131,12 @@ impl Conn {
         let mut cur = self.sequence.load(Ordering::Relaxed);
         loop {
             let next = if cur >= MAX_SEQUENCE { 1 } else { cur + 1 };
-            match self
-                .sequence
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.sequence.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return cur,
                 Err(now) => cur = now,
             }

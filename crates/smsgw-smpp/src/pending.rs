@@ -37,7 +37,9 @@ impl Pending {
             Some(tx) => {
                 let _ = tx.send(cmd);
             }
-            None => tracing::trace!(sequence = seq, command = ?cmd.id(), "response nobody waits for"),
+            None => {
+                tracing::trace!(sequence = seq, command = ?cmd.id(), "response nobody waits for")
+            }
         }
     }
 

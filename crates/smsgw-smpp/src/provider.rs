@@ -56,7 +56,9 @@ impl Inbound for Receipts {
                 );
                 let _ = self.reports.send(report);
             }
-            None => tracing::debug!(command = ?cmd.id(), "message that is not a delivery receipt ignored"),
+            None => {
+                tracing::debug!(command = ?cmd.id(), "message that is not a delivery receipt ignored")
+            }
         }
     }
 }

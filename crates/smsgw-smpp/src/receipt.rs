@@ -41,7 +41,12 @@ pub(crate) fn from_command(gateway: &str, cmd: &Command) -> Option<DeliveryRepor
             d.short_message().as_ref(),
             d.source_addr.to_string(),
         ),
-        Pdu::DataSm(d) => (u8::from(d.esm_class), d.tlvs(), &[], d.source_addr.to_string()),
+        Pdu::DataSm(d) => (
+            u8::from(d.esm_class),
+            d.tlvs(),
+            &[],
+            d.source_addr.to_string(),
+        ),
         _ => return None,
     };
     let mut id = None;

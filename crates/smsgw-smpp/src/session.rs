@@ -342,7 +342,6 @@ async fn bind<S: AsyncRead + AsyncWrite + Unpin>(
     ))
 }
 
-
 async fn start<S>(
     settings: &Settings,
     id: u64,

@@ -36,7 +36,10 @@ async fn receipt_in_style(style: ReceiptStyle) -> (Smsc, smsgw_smpp::MessageRece
 #[tokio::test]
 async fn data_sm_is_answered_and_its_receipt_read() {
     let (smsc, r, id) = receipt_in_style(ReceiptStyle::DataSm).await;
-    assert_eq!((r.state.as_str(), r.error.as_deref()), ("UNDELIV", Some("034")));
+    assert_eq!(
+        (r.state.as_str(), r.error.as_deref()),
+        ("UNDELIV", Some("034"))
+    );
     assert_eq!(r.message_id, id);
     assert!(eventually(&smsc, |s| s.count("data_sm_resp") == 1).await);
     let resp = smsc
@@ -180,8 +183,15 @@ async fn bulk_waits_once_for_all_outstanding_receipts() {
     let started = std::time::Instant::now();
     let (answers, released) = tokio::join!(book.wait_all(&sent, Duration::from_secs(1)), releaser);
     assert_eq!(released, 5);
-    assert!(started.elapsed() >= Duration::from_millis(900), "waited for the outstanding one");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for the outstanding one"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(answers[..5].iter().all(|a| a.as_ref().is_some_and(|r| r.delivered())));
+    assert!(
+        answers[..5]
+            .iter()
+            .all(|a| a.as_ref().is_some_and(|r| r.delivered()))
+    );
     assert_eq!(answers[5], None);
 }

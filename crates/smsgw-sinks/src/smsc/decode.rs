@@ -441,7 +441,6 @@ pub(super) fn parse_submit(conn: usize, raw: &[u8]) -> (SubmitRecord, Vec<u8>) {
     (rec, payload)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,4 +461,3 @@ mod tests {
         );
     }
 }
-

@@ -90,7 +90,7 @@ struct State {
     kill: broadcast::Sender<()>,
     receipt_style: Mutex<ReceiptStyle>,
     bind_system_id: Mutex<Option<String>>,
-    flood: Mutex<Option<Flood>>,
+    flood: Mutex<Option<(Flood, bool)>>,
     flood_written: AtomicUsize,
     /// Receipts kept back (`Some`) instead of sent: (submit, message id, stat/err).
     held_receipts: Mutex<Option<Vec<(SubmitRecord, String, (String, String))>>>,
@@ -373,10 +373,11 @@ impl Smsc {
         *self.state.bind_system_id.lock().unwrap() = system_id.map(str::to_owned);
     }
 
-    /// After the next accepted bind, send `flood` on that session and stop reading from it
-    /// (the session stays open until the SMSC is dropped or [`Smsc::drop_sessions`]).
-    pub fn flood_after_bind(&self, flood: Flood) {
-        *self.state.flood.lock().unwrap() = Some(flood);
+    /// After the next accepted bind, send `flood` on that session and, unless `keep_reading`,
+    /// stop reading from it (the session stays open until the SMSC is dropped or
+    /// [`Smsc::drop_sessions`]).
+    pub fn flood_after_bind(&self, flood: Flood, keep_reading: bool) {
+        *self.state.flood.lock().unwrap() = Some((flood, keep_reading));
     }
 
     /// How many flood PDUs were written so far (the client's reading paces this).

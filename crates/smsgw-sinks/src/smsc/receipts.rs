@@ -66,7 +66,6 @@ fn smpp_date() -> String {
     )
 }
 
-
 fn state_of(stat: &str) -> MessageState {
     match stat {
         "DELIVRD" => MessageState::Delivered,
@@ -125,15 +124,14 @@ pub(super) fn receipt(
         ReceiptStyle::ShortMessage | ReceiptStyle::DataSm => {
             b.short_message(OctetString::from_vec(body).ok()?)
         }
-        ReceiptStyle::MessagePayload => b
-            .short_message(OctetString::empty())
-            .push_tlv(Tv::MessagePayload(MessagePayload::new(
-                AnyOctetString::from_slice(&body),
-            ))),
+        ReceiptStyle::MessagePayload => {
+            b.short_message(OctetString::empty())
+                .push_tlv(Tv::MessagePayload(MessagePayload::new(
+                    AnyOctetString::from_slice(&body),
+                )))
+        }
         ReceiptStyle::Tlvs => b
-            .short_message(
-                OctetString::from_str("id:not-this sub:001 stat:ENROUTE err:999").ok()?,
-            )
+            .short_message(OctetString::from_str("id:not-this sub:001 stat:ENROUTE err:999").ok()?)
             .push_tlv(Tv::ReceiptedMessageId(COctetString::from_str(id).ok()?))
             .push_tlv(Tv::MessageState(state_of(&state.0)))
             .push_tlv(Tv::NetworkErrorCode(NetworkErrorCode::new(

@@ -114,8 +114,12 @@ impl State {
 }
 
 /// One SMPP session.
-pub(super) async fn serve<S>(stream: S, conn: usize, st: Arc<State>, mut kill: broadcast::Receiver<()>)
-where
+pub(super) async fn serve<S>(
+    stream: S,
+    conn: usize,
+    st: Arc<State>,
+    mut kill: broadcast::Receiver<()>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     st.active.fetch_add(1, Ordering::SeqCst);
@@ -200,11 +204,13 @@ where
                     .unwrap()
                     .push((tx.clone(), out_seq.clone()));
                 let flood = st.flood.lock().unwrap().take();
-                if let Some(f) = flood {
+                if let Some((f, keep_reading)) = flood {
                     let _ = tx.send(Out::Flood(f));
-                    // Stop reading: the client's writes pile up in the socket buffers.
-                    let _ = kill.recv().await;
-                    break;
+                    if !keep_reading {
+                        // Stop reading: the client's writes pile up in the socket buffers.
+                        let _ = kill.recv().await;
+                        break;
+                    }
                 }
             }
             CommandId::SubmitSm => {
@@ -299,4 +305,3 @@ where
     let _ = writer.await;
     st.active.fetch_sub(1, Ordering::SeqCst);
 }
-
