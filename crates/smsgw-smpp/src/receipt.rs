@@ -86,3 +86,29 @@ pub(crate) fn from_command(gateway: &str, cmd: &Command) -> Option<DeliveryRepor
         recipient: Some(source).filter(|s| !s.is_empty()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::connection::{Frame, decode_frame};
+
+    proptest! {
+        /// Whatever an SMSC sends as a PDU body (after the length), reading it and looking for a
+        /// receipt in it never panics.
+        #[test]
+        fn any_pdu_body_is_read_without_panic(
+            id in prop::sample::select(vec![0x0000_0005u32, 0x0000_0103, 0x8000_0004, 0x8000_0009, 0x0000_0099]),
+            body in prop::collection::vec(any::<u8>(), 8..400),
+        ) {
+            let mut pdu = id.to_be_bytes().to_vec();
+            pdu.extend_from_slice(&body);
+            match decode_frame(&pdu) {
+                Frame::Whole(c) => {
+                    let _ = super::from_command("g", &c);
+                }
+                Frame::Header(c, _) => prop_assert_eq!(u32::from(c.id()), id),
+            }
+        }
+    }
+}
