@@ -47,7 +47,7 @@ const MAX_SEQUENCE: u32 = 0x7FFF_FFFE;
 
 /// How a write ended, as told to the one who queued it.
 #[derive(Debug)]
-pub(crate) enum Written {
+pub(crate) enum WriteOutcome {
     /// On the socket (flushed).
     Done,
     /// Never written: the connection was gone first.
@@ -59,12 +59,12 @@ pub(crate) enum Written {
 /// The acknowledgement of one queued PDU; dropped unanswered, it tells whether the writer had
 /// started on it.
 pub(crate) struct Ack {
-    tx: Option<oneshot::Sender<Written>>,
+    tx: Option<oneshot::Sender<WriteOutcome>>,
     started: bool,
 }
 
 impl Ack {
-    fn done(mut self, w: Written) {
+    fn done(mut self, w: WriteOutcome) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(w);
         }
@@ -75,9 +75,9 @@ impl Drop for Ack {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(if self.started {
-                Written::MaybeWritten("the connection closed during the write".into())
+                WriteOutcome::MaybeWritten("the connection closed during the write".into())
             } else {
-                Written::NotWritten
+                WriteOutcome::NotWritten
             });
         }
     }
@@ -144,7 +144,7 @@ impl Conn {
     }
 
     /// Queues `pdu` as request `seq` and waits (at most `t`) until it is written.
-    pub async fn write(&self, seq: u32, pdu: impl Into<Pdu>, t: Duration) -> Written {
+    pub async fn write(&self, seq: u32, pdu: impl Into<Pdu>, t: Duration) -> WriteOutcome {
         let cmd = Command::new(CommandStatus::EsmeRok, seq, pdu);
         let (tx, rx) = oneshot::channel();
         let item = Outgoing {
@@ -157,14 +157,16 @@ impl Conn {
         let deadline = Instant::now() + t;
         match tokio::time::timeout_at(deadline, self.out.send(item)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return Written::NotWritten,
+            Ok(Err(_)) => return WriteOutcome::NotWritten,
             // The queue stayed full: nothing of this PDU was written.
-            Err(_) => return Written::NotWritten,
+            Err(_) => return WriteOutcome::NotWritten,
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(w)) => w,
-            Ok(Err(_)) => Written::MaybeWritten("the connection closed during the write".into()),
-            Err(_) => Written::MaybeWritten(format!("the write did not finish within {t:?}")),
+            Ok(Err(_)) => {
+                WriteOutcome::MaybeWritten("the connection closed during the write".into())
+            }
+            Err(_) => WriteOutcome::MaybeWritten(format!("the write did not finish within {t:?}")),
         }
     }
 
@@ -322,7 +324,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             None => {
                 for item in batch {
                     if let Some(a) = item.ack {
-                        a.done(Written::Done);
+                        a.done(WriteOutcome::Done);
                     }
                 }
             }
@@ -330,7 +332,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 tracing::warn!(session = conn.id, error = %e, "writing to the SMSC failed");
                 for item in batch {
                     if let Some(a) = item.ack {
-                        a.done(Written::MaybeWritten(e.clone()));
+                        a.done(WriteOutcome::MaybeWritten(e.clone()));
                     }
                 }
                 conn.close();
@@ -449,7 +451,7 @@ async fn keep_alive(conn: Arc<Conn>, every: Duration, t: Duration) {
         let seq = conn.next_sequence();
         let rx = conn.pending.lock().unwrap().wait(seq);
         let ok = match conn.write(seq, Pdu::EnquireLink, t).await {
-            Written::Done => match rx {
+            WriteOutcome::Done => match rx {
                 Some(rx) => matches!(tokio::time::timeout(t, rx).await, Ok(Ok(_))),
                 None => false,
             },

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::config::{BindMode, Settings};
-use crate::connection::{self, Conn, ConnSettings, Frame, Inbound, MAX_PDU, Written};
+use crate::connection::{self, Conn, ConnSettings, Frame, Inbound, MAX_PDU, WriteOutcome};
 use crate::status::{ESME_RINVPASWD, ESME_RINVSYSID, ESME_RINVSYSTYP, status_name};
 
 /// The sequence number of the hand-written bind: the largest valid one (SMPP 3.4 allows
@@ -57,13 +57,13 @@ impl Session {
             return Err(WriteError::NotWritten);
         };
         match self.conn.write(seq, pdu, self.timeout).await {
-            Written::Done => Ok((seq, rx)),
-            Written::NotWritten => {
+            WriteOutcome::Done => Ok((seq, rx)),
+            WriteOutcome::NotWritten => {
                 self.abandon(seq);
                 self.conn.mark_dead();
                 Err(WriteError::NotWritten)
             }
-            Written::MaybeWritten(e) => {
+            WriteOutcome::MaybeWritten(e) => {
                 self.abandon(seq);
                 self.conn.mark_dead();
                 Err(WriteError::MaybeWritten(e))

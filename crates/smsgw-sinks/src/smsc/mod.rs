@@ -58,6 +58,9 @@ pub use hostile::Flood;
 pub use receipts::ReceiptStyle;
 use session::serve;
 
+/// A receipt kept back: the submit it is for, its message id, and its `stat:`/`err:`.
+type HeldReceipt = (SubmitRecord, String, (String, String));
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum BindKind {
     Transmitter,
@@ -93,7 +96,7 @@ struct State {
     flood: Mutex<Option<(Flood, bool)>>,
     flood_written: AtomicUsize,
     /// Receipts kept back (`Some`) instead of sent: (submit, message id, stat/err).
-    held_receipts: Mutex<Option<Vec<(SubmitRecord, String, (String, String))>>>,
+    held_receipts: Mutex<Option<Vec<HeldReceipt>>>,
     /// The writers of the bound sessions and their next sequence numbers, for pushed requests.
     sessions: Mutex<Vec<(mpsc::UnboundedSender<decode::Out>, Arc<AtomicU64>)>>,
 }
