@@ -195,3 +195,29 @@ async fn bulk_waits_once_for_all_outstanding_receipts() {
     );
     assert_eq!(answers[5], None);
 }
+
+#[tokio::test]
+async fn undecodable_request_gets_generic_nack_syserr_and_the_session_stays() {
+    let smsc = Smsc::start().await.unwrap();
+    let gw = gateway(&smsc, TRX);
+    gw.send(&msg("first")).await.unwrap();
+    // A deliver_sm whose body ends inside service_type: its header is read, its body is not.
+    assert_eq!(smsc.push_request(0x0000_0005, b"CMT"), 1);
+    assert!(eventually(&smsc, |s| s.count("generic_nack") == 1).await);
+    let nack = smsc
+        .pdus()
+        .into_iter()
+        .find(|p| p.command == "generic_nack")
+        .unwrap();
+    assert_eq!(nack.status, 0x08, "ESME_RSYSERR");
+    gw.send(&msg("second")).await.unwrap();
+    assert_eq!(smsc.connections(), 1);
+}
+
+#[tokio::test]
+async fn phone_number_is_used_as_given() {
+    let smsc = Smsc::start().await.unwrap();
+    let gw = gateway(&smsc, &[]);
+    gw.send(&Message::new(" 4915 1123 ", "hi")).await.unwrap();
+    assert_eq!(smsc.submits()[0].destination_addr, " 4915 1123 ");
+}

@@ -17,6 +17,13 @@
 //! flight). [`Smsc::refuse_binds`] refuses binds with a status, [`Smsc::drop_sessions`] drops
 //! every open session at once.
 //!
+//! The corners of SMPP 3.4 real SMSCs use: receipts as `message_payload`, as TLVs next to a
+//! misleading text, or as `data_sm` ([`Smsc::set_receipt_style`]); receipts held back and sent
+//! on a later session ([`Smsc::hold_receipts`], [`Smsc::release_receipts`]); a bind_resp
+//! `system_id` of any length ([`Smsc::set_bind_system_id`]); requests pushed to the bound
+//! sessions ([`Smsc::push_unknown`], [`Smsc::push_query_sm`], [`Smsc::push_request`]); and a
+//! flood after the bind, with or without reading on ([`Smsc::flood_after_bind`]).
+//!
 //! [`Smsc::start_tls`] (or `Smsc::builder().tls().start()`) speaks SMPP over TLS (the handshake
 //! first, then SMPP) with a fresh self-signed certificate for `localhost` and `127.0.0.1`
 //! ([`Smsc::certificate_pem`]); [`Smsc::failed_handshakes`] counts clients that did not complete
@@ -392,6 +399,12 @@ impl Smsc {
     /// A client must answer it with generic_nack ESME_RINVCMDID when it does not serve it.
     pub fn push_unknown(&self, command_id: u32) -> usize {
         self.push(|seq| hostile::unknown(command_id, seq))
+    }
+
+    /// Sends a request with `command_id` and exactly `body` (e.g. one that does not decode) on
+    /// every bound session; returns on how many.
+    pub fn push_request(&self, command_id: u32, body: &[u8]) -> usize {
+        self.push(|seq| receipts::raw_pdu(command_id, 0, seq, body))
     }
 
     /// Sends a query_sm for `message_id` on every bound session; returns on how many.
