@@ -352,7 +352,9 @@ impl Pace {
     async fn wait(&mut self) {
         let now = Instant::now();
         // A burst of one second's worth is answered at once.
-        let earliest = now - self.interval * ENQUIRE_LINK_ANSWERS_PER_SEC;
+        let earliest = now
+            .checked_sub(self.interval * ENQUIRE_LINK_ANSWERS_PER_SEC)
+            .unwrap_or(now);
         self.next = self.next.max(earliest);
         if self.next > now {
             tokio::time::sleep_until(self.next).await;
