@@ -17,9 +17,16 @@
 //! SMSCs); an untrusted certificate fails the send as a configuration error before anything is
 //! written.
 //!
-//! With `BIND = "transceiver"` and `REGISTERED_DELIVERY = "yes"`, delivery receipts are
-//! acknowledged, parsed and broadcast through
-//! [`Provider::delivery_reports`](smsgw_core::Provider::delivery_reports).
+//! With `BIND = "transceiver"` and `REGISTERED_DELIVERY = "yes"`, delivery receipts (deliver_sm
+//! or data_sm; from the receipt TLVs, `message_payload` or `short_message`) are answered, parsed
+//! and broadcast through
+//! [`Provider::delivery_reports`](smsgw_core::Provider::delivery_reports); a [`ReceiptBook`]
+//! waits for the receipt of a message that was sent.
+//!
+//! The session is driven by this crate on `rusmpp`'s framing, every queue bounded: an SMSC that
+//! floods and stops reading is pushed back on by TCP, enquire_link is answered at most
+//! 50 times a second, requests smsgw does not serve get generic_nack ESME_RINVCMDID, and
+//! shutdown is bounded by `TIMEOUT` whatever the SMSC does.
 //!
 //! ```
 //! use smsgw_core::{Config, Gateways, Registry};
@@ -44,10 +51,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod book;
 mod config;
+mod connection;
 mod dlr;
 mod encoding;
+mod pending;
 mod provider;
+mod receipt;
 mod session;
 mod status;
 #[cfg(feature = "tls")]
@@ -57,6 +68,7 @@ use std::sync::Arc;
 
 use smsgw_core::{BuildContext, Capabilities, ConfigErrors, Provider, ProviderDescriptor};
 
+pub use book::{DEFAULT_RECEIPT_EXPIRY, MAX_RECEIPTS, MessageReceipt, ReceiptBook};
 pub use config::{BindMode, PARAMS};
 pub use dlr::{ReceiptText, parse_receipt_text};
 pub use encoding::{

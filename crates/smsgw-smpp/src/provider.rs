@@ -19,8 +19,10 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio::time::Instant;
 
 use crate::config::{BindMode, MAX_ADDRESS, Settings};
+use crate::connection::Inbound;
 use crate::encoding;
-use crate::session::{self, Awaiting, Session, WriteError};
+use crate::receipt;
+use crate::session::{self, Session, WriteError};
 use crate::status::{ESME_RMSGQFUL, ESME_RTHROTTLED, status_name};
 
 /// How often a part refused with ESME_RTHROTTLED / ESME_RMSGQFUL is sent again.
@@ -31,6 +33,35 @@ const MAX_RESESSIONS: u32 = 2;
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
 /// First pause after a failed connection attempt; doubles with every further failure.
 const FIRST_RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// How many delivery reports wait for slow subscribers of
+/// [`Provider::delivery_reports`]; a subscriber that falls further behind misses the oldest.
+const REPORTS_CHANNEL: usize = 4096;
+
+/// Hands the delivery receipts of every session (old or new) to the subscribers.
+struct Receipts {
+    gateway: String,
+    reports: broadcast::Sender<DeliveryReport>,
+}
+
+impl Inbound for Receipts {
+    fn message(&self, cmd: &Command) {
+        match receipt::from_command(&self.gateway, cmd) {
+            Some(report) => {
+                tracing::debug!(
+                    message_id = %report.message_id,
+                    state = %report.state,
+                    command = ?cmd.id(),
+                    "delivery receipt"
+                );
+                let _ = self.reports.send(report);
+            }
+            None => {
+                tracing::debug!(command = ?cmd.id(), "message that is not a delivery receipt ignored")
+            }
+        }
+    }
+}
 
 /// An SMPP gateway: SMS centers over SMPP 3.4 with one persistent session.
 ///
@@ -45,6 +76,7 @@ struct Inner {
     window: Semaphore,
     rate: RateLimiter,
     reports: broadcast::Sender<DeliveryReport>,
+    inbound: Arc<dyn Inbound>,
     reference: std::sync::atomic::AtomicU32,
     session_ids: AtomicU64,
 }
@@ -114,7 +146,11 @@ enum PartFail {
 impl SmppProvider {
     /// A provider for checked settings. Nothing is opened until the first send.
     pub(crate) fn new(settings: Settings) -> Self {
-        let (reports, _) = broadcast::channel(1024);
+        let (reports, _) = broadcast::channel(REPORTS_CHANNEL);
+        let inbound: Arc<dyn Inbound> = Arc::new(Receipts {
+            gateway: settings.gateway.clone(),
+            reports: reports.clone(),
+        });
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
@@ -126,6 +162,7 @@ impl SmppProvider {
                 settings,
                 slot: tokio::sync::Mutex::new(Slot::default()),
                 reports,
+                inbound,
                 reference: std::sync::atomic::AtomicU32::new(seed),
                 session_ids: AtomicU64::new(1),
             }),
@@ -172,7 +209,7 @@ impl SmppProvider {
         let id = inner.session_ids.fetch_add(1, Ordering::Relaxed);
         let opened = tokio::time::timeout_at(
             deadline,
-            session::open(&inner.settings, id, inner.reports.clone()),
+            session::open(&inner.settings, id, inner.inbound.clone()),
         )
         .await
         .unwrap_or_else(|_| {
@@ -265,39 +302,26 @@ impl SmppProvider {
                 inner.settings.throughput
             )));
         }
-        let seq = match tokio::time::timeout(t, session.write_submit(pdu)).await {
-            Ok(Ok(seq)) => seq,
-            Ok(Err(WriteError::NotWritten)) => return Err(PartFail::NotWritten),
-            Ok(Err(WriteError::MaybeWritten(e))) => {
+        let (seq, waiting) = match session.request(pdu).await {
+            Ok(w) => w,
+            Err(WriteError::NotWritten) => return Err(PartFail::NotWritten),
+            Err(WriteError::MaybeWritten(e)) => {
                 return Err(PartFail::Unknown(format!(
                     "the connection failed while submit_sm was written: {e}"
                 )));
             }
-            Err(_) => {
-                return Err(PartFail::Unknown(format!(
-                    "submit_sm could not be written within {t:?}"
-                )));
-            }
         };
-        let resp: Command = match session.await_response(seq) {
-            Awaiting::Ready(c) => *c,
-            Awaiting::Lost => {
+        let resp: Command = match tokio::time::timeout(t, waiting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(_)) => {
                 return Err(PartFail::Unknown(
                     "the connection to the SMSC was lost with the submit_sm in flight".into(),
                 ));
             }
-            Awaiting::Wait(rx) => match tokio::time::timeout(t, rx).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(_)) => {
-                    return Err(PartFail::Unknown(
-                        "the connection to the SMSC was lost with the submit_sm in flight".into(),
-                    ));
-                }
-                Err(_) => {
-                    session.abandon(seq);
-                    return Err(PartFail::Unknown(format!("no submit_sm_resp within {t:?}")));
-                }
-            },
+            Err(_) => {
+                session.abandon(seq);
+                return Err(PartFail::Unknown(format!("no submit_sm_resp within {t:?}")));
+            }
         };
         let status = u32::from(resp.status());
         match (status, resp.pdu()) {
@@ -323,9 +347,140 @@ impl SmppProvider {
         base * (1 << attempt.saturating_sub(1).min(8))
     }
 
+    /// Sends the parts in order; `ids` collects the message ids of the accepted ones.
+    async fn send_parts(
+        &self,
+        encoded: &encoding::Encoded,
+        destination: &str,
+        deadline: Instant,
+        ids: &mut Vec<String>,
+    ) -> Result<(), SendError> {
+        let n = encoded.parts.len();
+        let mut resessions = 0;
+        let partial = |ids: &[String]| {
+            if ids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} of {n} parts were accepted: {})",
+                    ids.len(),
+                    ids.join(", ")
+                )
+            }
+        };
+        for (i, part) in encoded.parts.iter().enumerate() {
+            let mut throttled = 0;
+            loop {
+                let session = self.session(deadline).await.map_err(|e| {
+                    let more = SendError::new(
+                        e.kind(),
+                        e.gateway(),
+                        format!("{}{}", e.message(), partial(ids)),
+                    );
+                    match e.code() {
+                        Some(code) => more.with_code(code),
+                        None => more,
+                    }
+                })?;
+                let pdu =
+                    self.submit_pdu(destination, encoded.data_coding, encoded.esm_class(), part)?;
+                match self.submit_once(&session, pdu, deadline).await {
+                    Ok(id) => {
+                        tracing::debug!(session = session.id, part = i + 1, parts = n, message_id = %id, "submit_sm accepted");
+                        ids.push(id);
+                        break;
+                    }
+                    Err(PartFail::NotWritten) => {
+                        resessions += 1;
+                        if resessions > MAX_RESESSIONS {
+                            return Err(self.err(
+                                ErrorKind::NotSent,
+                                format!("the SMPP session kept closing before part {} could be written{}", i + 1, partial(ids)),
+                            ));
+                        }
+                    }
+                    Err(PartFail::Throttled(status)) => {
+                        throttled += 1;
+                        let name = status_name(status);
+                        if throttled > MAX_THROTTLE_RETRIES {
+                            return Err(self
+                                .err(
+                                    ErrorKind::NotSent,
+                                    format!(
+                                        "the SMSC kept answering {name} (tried {throttled} times){}",
+                                        partial(ids)
+                                    ),
+                                )
+                                .with_code(name));
+                        }
+                        let pause = self.throttle_backoff(throttled);
+                        tracing::info!(part = i + 1, status = %name, pause = ?pause, "SMSC throttles; backing off");
+                        if Instant::now() + pause > deadline {
+                            return Err(self
+                                .err(
+                                    ErrorKind::NotSent,
+                                    format!("the SMSC answered {name}{}", partial(ids)),
+                                )
+                                .with_code(name));
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
+                    Err(PartFail::Refused(status, id)) => {
+                        let name = status_name(status);
+                        let what = if id == CommandId::GenericNack {
+                            "generic_nack"
+                        } else {
+                            "submit_sm_resp"
+                        };
+                        return Err(self
+                            .err(
+                                ErrorKind::Refused,
+                                format!(
+                                    "the SMSC refused the message: {what} {name} (0x{status:08X}){}",
+                                    partial(ids)
+                                ),
+                            )
+                            .with_code(name));
+                    }
+                    Err(PartFail::Unknown(reason)) => {
+                        return Err(self.err(
+                            ErrorKind::Unknown,
+                            format!("part {} of {n}: {reason}{}", i + 1, partial(ids)),
+                        ));
+                    }
+                    Err(PartFail::Queue(reason)) => {
+                        return Err(
+                            self.err(ErrorKind::NotSent, format!("{reason}{}", partial(ids)))
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A failure after some parts were accepted: those parts may reach the phone (a fragment
+    /// of the text), so the message is `unknown` (may have been sent), never retry-safe.
+    fn partial_failure(&self, e: SendError, ids: &[String], n: usize) -> SendError {
+        if ids.is_empty() || e.kind() == ErrorKind::Unknown {
+            return e;
+        }
+        let msg = format!(
+            "{}; parts 1-{} of {n} were already accepted and may reach the phone, so the message may have been sent in part",
+            e.message(),
+            ids.len()
+        );
+        let out = SendError::new(ErrorKind::Unknown, e.gateway(), msg);
+        match e.code() {
+            Some(code) => out.with_code(code),
+            None => out,
+        }
+    }
+
     async fn send_inner(&self, message: &Message) -> Result<Receipt, SendError> {
         let s = &self.inner.settings;
-        let destination = message.phone.trim();
+        // Used as given (the provider declares verbatim phone numbers): no trimming.
+        let destination = message.phone.as_str();
         if destination.len() > MAX_ADDRESS
             || !destination.bytes().all(|b| (0x20..0x7f).contains(&b))
         {
@@ -354,105 +509,11 @@ impl SmppProvider {
             .sum();
         let deadline = Instant::now() + t * (2 + 2 * n as u32) + throttle_allowance;
         let mut ids: Vec<String> = Vec::with_capacity(n);
-        let mut resessions = 0;
-        let partial = |ids: &Vec<String>| {
-            if ids.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({} of {n} parts were accepted: {})",
-                    ids.len(),
-                    ids.join(", ")
-                )
-            }
-        };
-        for (i, part) in encoded.parts.iter().enumerate() {
-            let mut throttled = 0;
-            loop {
-                let session = self.session(deadline).await.map_err(|e| {
-                    let more = SendError::new(
-                        e.kind(),
-                        e.gateway(),
-                        format!("{}{}", e.message(), partial(&ids)),
-                    );
-                    match e.code() {
-                        Some(code) => more.with_code(code),
-                        None => more,
-                    }
-                })?;
-                let pdu =
-                    self.submit_pdu(destination, encoded.data_coding, encoded.esm_class(), part)?;
-                match self.submit_once(&session, pdu, deadline).await {
-                    Ok(id) => {
-                        tracing::debug!(session = session.id, part = i + 1, parts = n, message_id = %id, "submit_sm accepted");
-                        ids.push(id);
-                        break;
-                    }
-                    Err(PartFail::NotWritten) => {
-                        resessions += 1;
-                        if resessions > MAX_RESESSIONS {
-                            return Err(self.err(
-                                ErrorKind::NotSent,
-                                format!("the SMPP session kept closing before part {} could be written{}", i + 1, partial(&ids)),
-                            ));
-                        }
-                    }
-                    Err(PartFail::Throttled(status)) => {
-                        throttled += 1;
-                        let name = status_name(status);
-                        if throttled > MAX_THROTTLE_RETRIES {
-                            return Err(self
-                                .err(
-                                    ErrorKind::NotSent,
-                                    format!(
-                                        "the SMSC kept answering {name} (tried {throttled} times){}",
-                                        partial(&ids)
-                                    ),
-                                )
-                                .with_code(name));
-                        }
-                        let pause = self.throttle_backoff(throttled);
-                        tracing::info!(part = i + 1, status = %name, pause = ?pause, "SMSC throttles; backing off");
-                        if Instant::now() + pause > deadline {
-                            return Err(self
-                                .err(
-                                    ErrorKind::NotSent,
-                                    format!("the SMSC answered {name}{}", partial(&ids)),
-                                )
-                                .with_code(name));
-                        }
-                        tokio::time::sleep(pause).await;
-                    }
-                    Err(PartFail::Refused(status, id)) => {
-                        let name = status_name(status);
-                        let what = if id == CommandId::GenericNack {
-                            "generic_nack"
-                        } else {
-                            "submit_sm_resp"
-                        };
-                        return Err(self
-                            .err(
-                                ErrorKind::Refused,
-                                format!(
-                                    "the SMSC refused the message: {what} {name} (0x{status:08X}){}",
-                                    partial(&ids)
-                                ),
-                            )
-                            .with_code(name));
-                    }
-                    Err(PartFail::Unknown(reason)) => {
-                        return Err(self.err(
-                            ErrorKind::Unknown,
-                            format!("part {} of {n}: {reason}{}", i + 1, partial(&ids)),
-                        ));
-                    }
-                    Err(PartFail::Queue(reason)) => {
-                        return Err(
-                            self.err(ErrorKind::NotSent, format!("{reason}{}", partial(&ids)))
-                        );
-                    }
-                }
-            }
+        if let Err(e) = self
+            .send_parts(&encoded, destination, deadline, &mut ids)
+            .await
+        {
+            return Err(self.partial_failure(e, &ids, n));
         }
         let mut receipt = Receipt::new(&s.gateway, "smpp").with_parts(n as u32);
         receipt.message_ids = ids;
