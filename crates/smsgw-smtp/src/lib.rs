@@ -18,6 +18,13 @@
 //!   Nagle's algorithm and the server's delayed ACK would add.
 //! - **Timeouts:** the server's `timeout` (default 10 s) bounds each send as a whole, not only
 //!   the connect.
+//! - **Bounds:** a reply line of the server may be at most 512 octets (RFC 5321), and at most
+//!   256 KiB may arrive between two commands; a server that sends more fails the send (not
+//!   sent before the mail went out, outcome unknown after) with flat memory. A subject whose
+//!   words would make a header line longer than 998 octets (a long one-time text in `SUBJECT`)
+//!   is RFC 2047 encoded and folded instead.
+//! - **Server definitions** (`[smtp_servers.<id>]`) are a configuration section this crate owns
+//!   ([`SmtpServers`]): checked once per configuration, each problem reported once.
 //! - **Credentials** are only sent over TLS (`tls = true` for STARTTLS, or `smtps://`), unless
 //!   the server definition sets `allow_insecure_auth = true`.
 //!
