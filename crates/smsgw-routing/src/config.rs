@@ -259,7 +259,7 @@ impl RoutingConfig {
 ///     gateways = ["a", "nope"]
 /// "#).unwrap();
 /// let problems = smsgw_routing::check_section(&doc);
-/// assert_eq!(problems[0].to_string(), "route 'otp', option 'gateways': unknown gateway 'nope'");
+/// assert_eq!(problems[0].to_string(), "route 'otp', field 'gateways': unknown gateway 'nope'");
 /// ```
 pub fn check_section(doc: &Value) -> Vec<ConfigProblem> {
     let gateways = doc.get("gateways").and_then(Value::as_table);
@@ -280,11 +280,7 @@ pub(crate) fn route_problem(
     key: Option<&str>,
     message: impl Into<String>,
 ) -> ConfigProblem {
-    ConfigProblem {
-        scope: format!("route '{route}'"),
-        key: key.map(str::to_owned),
-        message: message.into(),
-    }
+    ConfigProblem::entry("route", route, key, message)
 }
 
 /// Compiles a `match` pattern with a bounded size.
@@ -586,16 +582,16 @@ mod tests {
         .unwrap_err();
         let text = errs.to_string();
         for want in [
-            "route 'otp', option 'gateways': gateway 'a' is listed twice",
-            "route 'otp', option 'gateways': 3 is not a gateway id",
-            "route 'otp', option 'deadline': '0' must be more than 0",
-            "route 'otp', option 'retries': 99 is outside 0..=10",
-            "route 'otp', option 'backoff': 'x' is not a number of seconds",
-            "route 'otp', option 'on_unknown': \"maybe\" is not \"stop\" or \"failover\"",
-            "route 'otp', option 'colour': unknown route key",
-            "route 'otp', option 'rules[0].match': '([' is not a valid regular expression",
-            "route 'otp', option 'rules[0].gateways': is empty",
-            "route 'empty', option 'gateways': required",
+            "route 'otp', field 'gateways': gateway 'a' is listed twice",
+            "route 'otp', field 'gateways': 3 is not a gateway id",
+            "route 'otp', field 'deadline': '0' must be more than 0",
+            "route 'otp', field 'retries': 99 is outside 0..=10",
+            "route 'otp', field 'backoff': 'x' is not a number of seconds",
+            "route 'otp', field 'on_unknown': \"maybe\" is not \"stop\" or \"failover\"",
+            "route 'otp', field 'colour': unknown route key",
+            "route 'otp', field 'rules[0].match': '([' is not a valid regular expression",
+            "route 'otp', field 'rules[0].gateways': is empty",
+            "route 'empty', field 'gateways': required",
             "gateway 'a', option 'limits.rate': 0 must be more than 0",
             "gateway 'a', option 'limits.burst': 0 is outside 1..=1000000",
             "gateway 'a', option 'limits.per_recipient': '5/1x'",
@@ -636,8 +632,8 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "route 'otp', option 'gateways': unknown gateway 'b'",
-                "route 'otp', option 'rules[0].gateways': unknown gateway 'c'",
+                "route 'otp', field 'gateways': unknown gateway 'b'",
+                "route 'otp', field 'rules[0].gateways': unknown gateway 'c'",
                 "route 'a': a gateway has the same name; route and gateway names must differ",
                 "gateway 'ghost', option 'limits': limits for a gateway that is not defined (it has no provider)",
             ]

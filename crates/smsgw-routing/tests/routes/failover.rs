@@ -169,8 +169,8 @@ async fn build_reports_every_problem_against_the_built_gateways() {
     );
     let errs = smsgw_routing::load_toml_str(&toml).unwrap_err().to_string();
     for want in [
-        "route 'otp', option 'gateways': unknown gateway 'ghost'",
-        "route 'otp', option 'rules[0].gateways': unknown gateway 'phantom'",
+        "route 'otp', field 'gateways': unknown gateway 'ghost'",
+        "route 'otp', field 'rules[0].gateways': unknown gateway 'phantom'",
         "route 'a': a gateway has the same name",
     ] {
         assert!(errs.contains(want), "{want:?} missing in {errs}");
