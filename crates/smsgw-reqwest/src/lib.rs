@@ -1,0 +1,75 @@
+//! The shared code of smsgw's HTTP-based providers (`http`, `sipgate`, and yours): one reqwest
+//! client per gateway, proxies, error and status classification, bounded replies and the
+//! redirect policy. It registers no provider.
+//!
+//! A provider keeps one [`HttpGateway`] per configured gateway, builds requests on it and sends
+//! them through [`HttpGateway::send`] (a 2xx reply, or a classified error) or
+//! [`HttpGateway::exchange`] (any final reply). What it guarantees:
+//!
+//! - **Timeout**: the gateway's timeout bounds the whole send — connecting (90 % of it), every
+//!   redirect, reading the reply. A timeout after the request went out is `unknown` (code
+//!   `timeout`); failing to connect is `not_sent` (code `connect`).
+//! - **Certificates**: checked unless [`HttpGateway::check_ssl`]`(false)`; an untrusted
+//!   certificate is `config` (code `untrusted_certificate`): retrying cannot help.
+//! - **Proxies**: [`parse_proxy`] checks a setting; any proxy set on a gateway switches off the
+//!   environment's `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` for it, and a proxy for
+//!   [`ProxyScope::Http`] or [`ProxyScope::Https`] replaces one for [`ProxyScope::All`].
+//! - **Statuses**: one table, [`status_kind`]: 408/429/503 `not_sent` (retry-safe), other 4xx and
+//!   501/505 `refused`, everything else `unknown`.
+//! - **Bounded replies**: at most [`DEFAULT_BODY_LIMIT`] (64 KiB) of a reply is read, while it
+//!   streams (a declared longer length is refused before reading); a longer reply is `unknown`
+//!   (code `reply_too_large`). Set another bound with [`HttpGateway::body_limit`].
+//! - **Redirects**: no `Referer` is ever sent; redirects are followed only to the same origin
+//!   (scheme, host, port), at most [`MAX_REDIRECTS`] — credentials and the message never go to a
+//!   host the configuration did not name ([`Redirects`]). A redirect not followed is `unknown`
+//!   (code `redirect`): the gateway has the request. privacyIDEA follows every redirect; smsgw
+//!   does not.
+//! - **Once answered, at best unknown**: after any answer (a redirect) a failure is `unknown`,
+//!   never `not_sent`.
+//! - **Secrets**: errors name the gateway and its URL without user-info; passwords given to
+//!   [`HttpGateway::secret`] and proxy passwords are censored in every message.
+//!
+//! A JSON-over-HTTP provider, whole (the guide is `docs/providers/reqwest.md`):
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use smsgw_core::secrecy::{ExposeSecret, SecretString};
+//! use smsgw_core::*;
+//! use smsgw_reqwest::HttpGateway;
+//!
+//! #[derive(Debug)]
+//! struct Acme { http: HttpGateway, url: url::Url, key: SecretString }
+//!
+//! fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
+//!     let url = url::Url::parse(ctx.get("URL").unwrap_or_default())
+//!         .map_err(|e| ctx.problem("URL", e.to_string()))?;
+//!     let key = ctx.get("API_KEY").unwrap_or_default();
+//!     let timeout = ctx.seconds("TIMEOUT").unwrap_or(Duration::from_secs(5));
+//!     let http = HttpGateway::new(ctx.gateway, &url, timeout).secret(key);
+//!     Ok(Arc::new(Acme { http, url, key: SecretString::from(key) }))
+//! }
+//!
+//! #[async_trait]
+//! impl Provider for Acme {
+//!     async fn send(&self, m: &Message) -> Result<Receipt, SendError> {
+//!         let request = self.http.post(self.url.clone())?
+//!             .header("X-Api-Key", self.key.expose_secret())
+//!             .json(&serde_json::json!({ "to": m.phone, "text": m.text }));
+//!         let reply = self.http.send(request).await?;
+//!         let id = self.http.json_id(&reply, "/id")?;
+//!         Ok(Receipt::new(self.http.gateway(), "acme").with_id(id))
+//!     }
+//! }
+//! # let _ = build;
+//! ```
+#![deny(missing_docs)]
+
+mod classify;
+mod client;
+mod gateway;
+
+pub use classify::{is_untrusted_certificate, status_kind, truncate};
+pub use client::{ProxyScope, USER_AGENT, parse_proxy};
+pub use gateway::{DEFAULT_BODY_LIMIT, HttpGateway, MAX_REDIRECTS, Redirects, Reply};
+/// The reqwest this crate builds on, so that providers name the same version.
+pub use reqwest;
