@@ -20,11 +20,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// The longest request head it reads, and the longest request body.
@@ -128,7 +126,6 @@ struct Shared {
     replies: Vec<HostileReply>,
     requests: Mutex<Vec<RawRequest>>,
     sent: AtomicU64,
-    notify: Notify,
 }
 
 /// The server; stops when dropped.
@@ -160,7 +157,6 @@ impl HostileServer {
             replies,
             requests: Mutex::new(Vec::new()),
             sent: AtomicU64::new(0),
-            notify: Notify::new(),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(HostileServer { addr, shared, task })
@@ -184,21 +180,6 @@ impl HostileServer {
     /// Every request read so far.
     pub fn requests(&self) -> Vec<RawRequest> {
         self.shared.requests.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` requests arrived or `timeout` passes; returns what is there.
-    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RawRequest> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.notify.notified();
-            if self.shared.requests.lock().unwrap().len() >= n {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break;
-            }
-        }
-        self.requests()
     }
 }
 
@@ -255,7 +236,6 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
         });
         list.len() - 1
     };
-    shared.notify.notify_waiters();
     let reply = shared.replies[n.min(shared.replies.len() - 1)].clone();
     let mut send = async |bytes: &[u8]| -> io::Result<()> {
         wr.write_all(bytes).await?;
