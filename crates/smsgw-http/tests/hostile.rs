@@ -18,7 +18,13 @@ const TOKEN: &str = "t0ken-in-query-555";
 /// Resident memory of this process, in bytes.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 4096
 }
 
 fn gateway(url: &str, timeout: &str) -> smsgw_core::Gateway {
@@ -73,10 +79,16 @@ async fn hostile_gateways_leave_memory_flat_and_end_classified() {
         assert!(took < Duration::from_secs(30), "{what}: took {took:?}");
         // What the server got into the socket: the 64 KiB read plus what the kernel buffers.
         let sent = server.bytes_sent();
-        assert!(sent < 64 << 20, "{what}: the server could send {sent} bytes");
+        assert!(
+            sent < 64 << 20,
+            "{what}: the server could send {sent} bytes"
+        );
         let grown = rss().saturating_sub(before);
         eprintln!("{what}: sent {sent} bytes, resident memory grew by {grown} bytes");
-        assert!(grown < 16 << 20, "{what}: resident memory grew by {grown} bytes");
+        assert!(
+            grown < 16 << 20,
+            "{what}: resident memory grew by {grown} bytes"
+        );
     }
 }
 
@@ -94,7 +106,11 @@ async fn a_redirect_elsewhere_gets_nothing_and_a_dead_target_is_unknown() {
         .send(&message)
         .await
         .unwrap_err();
-    assert_eq!((e.kind(), e.code()), (ErrorKind::Unknown, Some("redirect")), "{e}");
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::Unknown, Some("redirect")),
+        "{e}"
+    );
     assert_no_secret(&e.to_string());
     assert_eq!(server.requests().len(), 1, "the gateway got the request");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -125,5 +141,8 @@ async fn a_redirect_elsewhere_gets_nothing_and_a_dead_target_is_unknown() {
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
     assert!(reqs[1].request_line.starts_with("GET /moved "), "{reqs:?}");
-    assert!(reqs.iter().all(|r| r.header("referer").is_none()), "{reqs:?}");
+    assert!(
+        reqs.iter().all(|r| r.header("referer").is_none()),
+        "{reqs:?}"
+    );
 }

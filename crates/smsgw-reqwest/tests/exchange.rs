@@ -81,13 +81,19 @@ async fn a_same_origin_redirect_is_followed_without_referer() {
     assert_eq!(gw.json_id(&reply, "/id").unwrap(), "42");
     let reqs = server.requests();
     assert_eq!(reqs.len(), 3);
-    assert!(reqs[1].request_line.starts_with("POST /again?x=1 "), "{reqs:?}");
+    assert!(
+        reqs[1].request_line.starts_with("POST /again?x=1 "),
+        "{reqs:?}"
+    );
     // 302 after a POST becomes a GET without a body, as privacyIDEA's requests does.
     assert!(reqs[2].request_line.starts_with("GET /final "), "{reqs:?}");
     assert!(reqs[2].body.is_empty());
     for r in &reqs {
         assert_eq!(r.header("referer"), None, "{r:?}");
-        assert!(r.header("authorization").is_some(), "same origin keeps credentials");
+        assert!(
+            r.header("authorization").is_some(),
+            "same origin keeps credentials"
+        );
     }
 }
 
@@ -124,13 +130,20 @@ async fn statuses_follow_the_one_table() {
             },
         );
         let e = gw.send(request(&gw, &url)).await.unwrap_err();
-        assert_eq!((e.kind(), e.code()), (kind, Some(code.to_string().as_str())), "{e}");
+        assert_eq!(
+            (e.kind(), e.code()),
+            (kind, Some(code.to_string().as_str())),
+            "{e}"
+        );
         assert!(!e.to_string().contains(PASS), "{e}");
     }
     // A 2xx without the promised id: the gateway has it, so unknown.
     let reply = gw.send(request(&gw, &url)).await.unwrap();
     let e = gw.json_id(&reply, "/id").unwrap_err();
-    assert_eq!((e.kind(), e.code()), (ErrorKind::Unknown, Some("bad_reply")));
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::Unknown, Some("bad_reply"))
+    );
 }
 
 #[tokio::test]
