@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use smsgw_core::secrecy::{ExposeSecret, SecretString};
 use smsgw_core::{CENSORED, ErrorKind, SendError};
@@ -82,7 +82,9 @@ impl Reply {
 /// ([`HttpGateway::secret`], proxy passwords) replaced by `***`.
 pub struct HttpGateway {
     gateway: String,
+    url: Url,
     shown_url: String,
+    headers: Vec<(HeaderName, Option<HeaderValue>)>,
     settings: ClientSettings,
     body_limit: usize,
     redirects: Redirects,
@@ -120,7 +122,9 @@ impl HttpGateway {
         let _ = shown.set_password(None);
         HttpGateway {
             gateway: gateway.to_owned(),
+            url: url.clone(),
             shown_url: shown.to_string(),
+            headers: Vec::new(),
             settings: ClientSettings {
                 timeout,
                 ..Default::default()
@@ -173,6 +177,18 @@ impl HttpGateway {
         self
     }
 
+    /// A header sent with every request, whose value is a secret (an API key, a bearer
+    /// token): marked sensitive for reqwest and censored in error messages. A value that a
+    /// header cannot carry (line breaks, control characters) fails every send as `config`.
+    pub fn secret_header(mut self, name: &'static str, value: &str) -> Self {
+        let header = HeaderValue::from_str(value).ok().map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
+        self.headers.push((HeaderName::from_static(name), header));
+        self.secret(value)
+    }
+
     /// The gateway's name.
     pub fn gateway(&self) -> &str {
         &self.gateway
@@ -191,9 +207,28 @@ impl HttpGateway {
             .map_err(|e| self.error(ErrorKind::Config, e.clone()))
     }
 
-    /// A request builder for `method` and `url` on this gateway's client.
+    /// The endpoint given to [`HttpGateway::new`].
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// A request builder for `method` and `url` on this gateway's client, with the gateway's
+    /// [secret headers](HttpGateway::secret_header).
     pub fn request(&self, method: Method, url: Url) -> Result<RequestBuilder, SendError> {
-        Ok(self.client()?.request(method, url))
+        let mut rb = self.client()?.request(method, url);
+        for (name, value) in &self.headers {
+            let value = value.clone().ok_or_else(|| {
+                let msg = format!("the value of header '{name}' contains characters a header cannot carry (line breaks, control characters)");
+                self.error(ErrorKind::Config, msg)
+            })?;
+            rb = rb.header(name.clone(), value);
+        }
+        Ok(rb)
+    }
+
+    /// A `POST` of `body` as JSON to the gateway's [URL](HttpGateway::url).
+    pub fn post_json(&self, body: &serde_json::Value) -> Result<RequestBuilder, SendError> {
+        Ok(self.post(self.url.clone())?.json(body))
     }
 
     /// A `POST` to `url`.

@@ -32,32 +32,28 @@
 //! A JSON-over-HTTP provider, whole (the guide is `docs/providers/reqwest.md`):
 //!
 //! ```
-//! use std::{sync::Arc, time::Duration};
-//! use smsgw_core::secrecy::{ExposeSecret, SecretString};
+//! use std::sync::Arc;
 //! use smsgw_core::*;
 //! use smsgw_reqwest::HttpGateway;
 //!
 //! #[derive(Debug)]
-//! struct Acme { http: HttpGateway, url: url::Url, key: SecretString }
+//! struct Acme(HttpGateway);
 //!
 //! fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
 //!     let url = url::Url::parse(ctx.get("URL").unwrap_or_default())
 //!         .map_err(|e| ctx.problem("URL", e.to_string()))?;
+//!     let http = HttpGateway::new(ctx.gateway, &url, ctx.seconds("TIMEOUT").unwrap_or_default());
 //!     let key = ctx.get("API_KEY").unwrap_or_default();
-//!     let timeout = ctx.seconds("TIMEOUT").unwrap_or(Duration::from_secs(5));
-//!     let http = HttpGateway::new(ctx.gateway, &url, timeout).secret(key);
-//!     Ok(Arc::new(Acme { http, url, key: SecretString::from(key) }))
+//!     Ok(Arc::new(Acme(http.secret_header("x-api-key", key))))
 //! }
 //!
 //! #[async_trait]
 //! impl Provider for Acme {
 //!     async fn send(&self, m: &Message) -> Result<Receipt, SendError> {
-//!         let request = self.http.post(self.url.clone())?
-//!             .header("X-Api-Key", self.key.expose_secret())
-//!             .json(&serde_json::json!({ "to": m.phone, "text": m.text }));
-//!         let reply = self.http.send(request).await?;
-//!         let id = self.http.json_id(&reply, "/id")?;
-//!         Ok(Receipt::new(self.http.gateway(), "acme").with_id(id))
+//!         let request = self.0.post_json(&serde_json::json!({ "to": m.phone, "text": m.text }))?;
+//!         let reply = self.0.send(request).await?;
+//!         let id = self.0.json_id(&reply, "/id")?;
+//!         Ok(Receipt::new(self.0.gateway(), "acme").with_id(id))
 //!     }
 //! }
 //! # let _ = build;
