@@ -9,23 +9,11 @@ use std::time::{Duration, Instant};
 
 use smsgw_core::{ErrorKind, Message};
 use smsgw_testkit::http::HttpSink;
-use smsgw_testkit::http::hostile::{HostileReply, HostileServer};
+use smsgw_testkit::http::hostile::{HostileReply, HostileServer, dead_url, resident_bytes};
 
 const PASS: &str = "b4sic-pa55-1234";
 const KEY: &str = "k3y-in-header-987";
 const TOKEN: &str = "t0ken-in-query-555";
-
-/// Resident memory of this process, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 4096
-}
 
 fn gateway(url: &str, timeout: &str) -> smsgw_core::Gateway {
     common::gateway(
@@ -64,7 +52,7 @@ async fn hostile_gateways_leave_memory_flat_and_end_classified() {
         ("a 4 MiB reply", HostileReply::ok(vec![b'x'; 4 << 20])),
     ] {
         let server = HostileServer::start(vec![reply]).await.unwrap();
-        let before = rss();
+        let before = resident_bytes();
         let started = Instant::now();
         // A long timeout: the send must end by the size bound, not by the clock.
         let e = gateway(&server.url(), "60")
@@ -83,7 +71,7 @@ async fn hostile_gateways_leave_memory_flat_and_end_classified() {
             sent < 64 << 20,
             "{what}: the server could send {sent} bytes"
         );
-        let grown = rss().saturating_sub(before);
+        let grown = resident_bytes().saturating_sub(before);
         eprintln!("{what}: sent {sent} bytes, resident memory grew by {grown} bytes");
         assert!(
             grown < 16 << 20,
@@ -118,10 +106,7 @@ async fn a_redirect_elsewhere_gets_nothing_and_a_dead_target_is_unknown() {
     assert!(target.requests().is_empty(), "{:?}", target.requests());
 
     // The gateway received the request and points at a host that is down: not "not sent".
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}/", dead.local_addr().unwrap());
-    drop(dead);
-    let server = HostileServer::start(vec![HostileReply::redirect(dead_url)])
+    let server = HostileServer::start(vec![HostileReply::redirect(dead_url().unwrap())])
         .await
         .unwrap();
     let e = gateway(&server.url(), "5")

@@ -6,7 +6,7 @@ use smsgw_core::ErrorKind;
 use smsgw_reqwest::{HttpGateway, Redirects};
 use smsgw_sinks::Fault;
 use smsgw_sinks::http::HttpSink;
-use smsgw_sinks::http::hostile::{HostileReply, HostileServer};
+use smsgw_sinks::http::hostile::{HostileReply, HostileServer, dead_url};
 use url::Url;
 
 const KEY: &str = "api-key-7f3e9b";
@@ -99,10 +99,7 @@ async fn a_same_origin_redirect_is_followed_without_referer() {
 
 #[tokio::test]
 async fn after_an_answer_a_dead_host_is_unknown_not_not_sent() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}/x", dead.local_addr().unwrap());
-    drop(dead);
-    let server = HostileServer::start(vec![HostileReply::redirect(dead_url)])
+    let server = HostileServer::start(vec![HostileReply::redirect(dead_url().unwrap())])
         .await
         .unwrap();
     let (gw, url) = gateway(&server.url());
@@ -148,10 +145,7 @@ async fn statuses_follow_the_one_table() {
 
 #[tokio::test]
 async fn connection_refused_is_not_sent_and_a_silent_server_times_out() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", dead.local_addr().unwrap());
-    drop(dead);
-    let (gw, u) = gateway(&url);
+    let (gw, u) = gateway(&dead_url().unwrap());
     let e = gw.exchange(request(&gw, &u)).await.unwrap_err();
     assert_eq!((e.kind(), e.code()), (ErrorKind::NotSent, Some("connect")));
 

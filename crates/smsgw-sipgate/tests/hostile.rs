@@ -7,21 +7,10 @@ use std::time::{Duration, Instant};
 
 use smsgw_core::{ErrorKind, Gateway, GatewayDef, Message, Registry};
 use smsgw_testkit::http::HttpSink;
-use smsgw_testkit::http::hostile::{HostileReply, HostileServer};
+use smsgw_testkit::http::hostile::{HostileReply, HostileServer, dead_url, resident_bytes};
 use smsgw_testkit::sipgate::{SipgateSink, endless_nested_reply, nested_arrays_reply};
 
 const PASS: &str = "sippass-hostile-77";
-
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 4096
-}
 
 fn gateway(url: &str, api: &str) -> Gateway {
     assert_eq!(smsgw_sipgate::NAME, "sipgate");
@@ -97,7 +86,7 @@ async fn hostile_replies_leave_memory_flat_and_end_classified() {
     ] {
         let server = HostileServer::start(vec![reply]).await.unwrap();
         let url = format!("{}/RPC2", server.url());
-        let before = rss();
+        let before = resident_bytes();
         let started = Instant::now();
         let e = gateway(&url, api).send(&message).await.unwrap_err();
         let took = started.elapsed();
@@ -113,7 +102,7 @@ async fn hostile_replies_leave_memory_flat_and_end_classified() {
             sent < 64 << 20,
             "{what}: the server could send {sent} bytes"
         );
-        let grown = rss().saturating_sub(before);
+        let grown = resident_bytes().saturating_sub(before);
         assert!(
             grown < 16 << 20,
             "{what}: resident memory grew by {grown} bytes"
@@ -140,4 +129,14 @@ async fn a_redirect_elsewhere_is_not_followed() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(target.requests().is_empty(), "{:?}", target.requests());
     assert!(server.requests()[0].header("authorization").is_some());
+
+    // sipgate received the request and redirects to a host that is down: not "not sent".
+    let server = HostileServer::start(vec![HostileReply::redirect(dead_url().unwrap())])
+        .await
+        .unwrap();
+    let e = gateway(&server.url(), "rest")
+        .send(&message)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unknown, "{e}");
 }

@@ -298,3 +298,19 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
     }
     wr.shutdown().await
 }
+
+/// This process's resident memory in bytes (Linux: `/proc/self/statm`; 0 elsewhere), for tests
+/// that assert a hostile reply left memory flat.
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// `http://127.0.0.1:PORT/` of a port nobody listens on (bound, then released): a host that is
+/// down.
+pub fn dead_url() -> io::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(format!("http://{}/", listener.local_addr()?))
+}
