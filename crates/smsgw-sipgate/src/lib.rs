@@ -24,7 +24,7 @@
 mod send;
 mod xml;
 
-pub use xml::{MAX_XML_DEPTH, ReplyError, read_reply, session_initiate_xml};
+pub use xml::{MAX_REPLY_BYTES, MAX_XML_DEPTH, ReplyError, read_reply, session_initiate_xml};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
