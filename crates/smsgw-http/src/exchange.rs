@@ -217,7 +217,7 @@ impl HttpProvider {
         }
         let reply = self.http().exchange(rb).await?;
         let status = reply.status();
-        tracing::debug!(status = status.as_u16(), reply = %reply.log_excerpt(), "gateway answered");
+        tracing::debug!(status = status.as_u16(), reply = %self.http().scrub(reply.log_excerpt()), "gateway answered");
 
         let code = status.as_u16();
         if !matches!(code, 200..=202) {

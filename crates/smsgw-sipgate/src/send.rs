@@ -41,7 +41,7 @@ impl SipgateProvider {
             .basic_auth(&self.username, Some(self.password.expose_secret()))
             .body(body);
         let reply = self.http().exchange(request).await?;
-        tracing::debug!(status = reply.status().as_u16(), reply = %reply.log_excerpt(), "sipgate answered");
+        tracing::debug!(status = reply.status().as_u16(), reply = %self.http().scrub(reply.log_excerpt()), "sipgate answered");
         Ok(reply)
     }
 
