@@ -92,6 +92,7 @@ fn main() -> ExitCode {
     let _ = THREADS.set(cli.threads);
     let _ = QUIET.set(cli.quiet);
     let code = match cli.command {
+        Command::Providers { .. } | Command::Check if duplicates_reported() => EXIT_CONFIG,
         Command::Providers { json, markdown } => {
             if markdown {
                 output::providers_markdown(Registry::global())
@@ -157,6 +158,16 @@ fn with_config(flag: Option<PathBuf>, f: impl FnOnce(&Config) -> u8) -> u8 {
     }
 }
 
+/// A provider name registered twice makes every gateway of that name unusable: `providers` and
+/// `check` say so, naming the registering crates, and exit 2.
+fn duplicates_reported() -> bool {
+    let dups = Registry::global().duplicates();
+    for d in &dups {
+        eprintln!("error: {d}");
+    }
+    !dups.is_empty()
+}
+
 fn report_config_errors(e: &ConfigErrors) {
     eprintln!("error: {e}");
 }
@@ -217,7 +228,7 @@ fn send(cfg: &Config, args: bulk::SendArgs) -> u8 {
         );
         return EXIT_CONFIG;
     };
-    let gateway = match smsgw::Gateway::build(def, &cfg.smtp_servers, Registry::global()) {
+    let gateway = match smsgw::Gateway::build(def, &cfg.sections, Registry::global()) {
         Ok(g) => g,
         Err(e) => {
             report_config_errors(&e);

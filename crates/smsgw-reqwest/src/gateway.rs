@@ -143,7 +143,7 @@ impl HttpGateway {
         self
     }
 
-    /// Sends through this proxy (see [`crate::parse_proxy`]). Any proxy switches off the
+    /// Sends through this proxy (declare the option with `smsgw_core::Param::proxy`). Any proxy switches off the
     /// environment's proxy variables for this gateway.
     pub fn proxy(mut self, scope: ProxyScope, url: SecretString) -> Self {
         if let Some(pw) = Url::parse(url.expose_secret())

@@ -11,7 +11,7 @@
 //!   `timeout`); failing to connect is `not_sent` (code `connect`).
 //! - **Certificates**: checked unless [`HttpGateway::check_ssl`]`(false)`; an untrusted
 //!   certificate is `config` (code `untrusted_certificate`): retrying cannot help.
-//! - **Proxies**: [`parse_proxy`] checks a setting; any proxy set on a gateway switches off the
+//! - **Proxies**: the core parses proxy options (`Param::proxy`); any proxy set on a gateway switches off the
 //!   environment's `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` for it, and a proxy for
 //!   [`ProxyScope::Http`] or [`ProxyScope::Https`] replaces one for [`ProxyScope::All`].
 //! - **Statuses**: one table, [`status_kind`]: 408/429/503 `not_sent` (retry-safe), other 4xx and
@@ -32,26 +32,29 @@
 //! A JSON-over-HTTP provider, whole (the guide is `docs/providers/reqwest.md`):
 //!
 //! ```
-//! use std::sync::Arc;
+//! use std::{sync::Arc, time::Duration};
+//! use smsgw_core::secrecy::{ExposeSecret, SecretString};
 //! use smsgw_core::*;
 //! use smsgw_reqwest::HttpGateway;
+//!
+//! const URL: Param<url::Url, Given> = Param::url("URL", "The endpoint.").required();
+//! const API_KEY: Param<SecretString, Given> = Param::secret("API_KEY", "Your key.").required();
+//! const TIMEOUT: Param<Duration, Given> = Param::seconds("TIMEOUT", "Seconds.").default_value("5");
 //!
 //! #[derive(Debug)]
 //! struct Acme(HttpGateway);
 //!
 //! fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
-//!     let url = url::Url::parse(ctx.get("URL").unwrap_or_default())
-//!         .map_err(|e| ctx.problem("URL", e.to_string()))?;
-//!     let http = HttpGateway::new(ctx.gateway, &url, ctx.seconds("TIMEOUT").unwrap_or_default());
-//!     let key = ctx.get("API_KEY").unwrap_or_default();
-//!     Ok(Arc::new(Acme(http.secret_header("x-api-key", key))))
+//!     let http = HttpGateway::new(ctx.gateway(), &ctx.get(&URL), ctx.get(&TIMEOUT));
+//!     let key = ctx.get(&API_KEY);
+//!     Ok(Arc::new(Acme(http.secret_header("x-api-key", key.expose_secret()))))
 //! }
 //!
 //! #[async_trait]
 //! impl Provider for Acme {
 //!     async fn send(&self, m: &Message) -> Result<Receipt, SendError> {
-//!         let request = self.0.post_json(&serde_json::json!({ "to": m.phone, "text": m.text }))?;
-//!         let reply = self.0.send(request).await?;
+//!         let body = serde_json::json!({ "to": m.phone, "text": m.text });
+//!         let reply = self.0.send(self.0.post_json(&body)?).await?;
 //!         let id = self.0.json_id(&reply, "/id")?;
 //!         Ok(Receipt::new(self.0.gateway(), "acme").with_id(id))
 //!     }
@@ -65,7 +68,7 @@ mod client;
 mod gateway;
 
 pub use classify::{is_untrusted_certificate, status_kind, truncate};
-pub use client::{ProxyScope, USER_AGENT, parse_proxy};
+pub use client::{ProxyScope, USER_AGENT};
 pub use gateway::{DEFAULT_BODY_LIMIT, HttpGateway, MAX_REDIRECTS, Redirects, Reply};
 /// The reqwest this crate builds on, so that providers name the same version.
 pub use reqwest;

@@ -162,7 +162,7 @@ async fn connection_refused_is_not_sent_and_a_silent_server_times_out() {
 #[test]
 fn debug_shows_no_secret() {
     let url = Url::parse("http://u:urlpass@gw.example/send").unwrap();
-    let proxy = smsgw_reqwest::parse_proxy("http://p:proxypass@proxy:3128").unwrap();
+    let proxy = "http://p:proxypass@proxy:3128".to_owned().into();
     let gw = HttpGateway::new("gw", &url, Duration::from_secs(1))
         .secret(PASS)
         .proxy(smsgw_reqwest::ProxyScope::All, proxy);

@@ -9,42 +9,33 @@
 //! ```
 #![deny(missing_docs)]
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use smsgw_core::{ParamKind::*, *};
+use smsgw_core::secrecy::{ExposeSecret, SecretString};
+use smsgw_core::*;
 use smsgw_reqwest::HttpGateway;
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::new("URL", "The endpoint.").required().kind(Url),
-    ParamSpec::new("API_KEY", "Your key.").required().secret(),
-    ParamSpec::new("TIMEOUT", "Seconds a send may take.")
-        .kind(Seconds)
-        .default_value("5"),
-];
+const URL: Param<url::Url, Given> = Param::url("URL", "The endpoint.").required();
+const API_KEY: Param<SecretString, Given> = Param::secret("API_KEY", "Your key.").required();
+const TIMEOUT: Param<Duration, Given> = Param::seconds("TIMEOUT", "Seconds.").default_value("5");
 
-register_provider!(ProviderDescriptor {
-    name: "jsonsms",
-    aliases: &[],
-    description: "Example: a JSON REST SMS API.",
-    params: PARAMS,
-    free_options: false,
-    headers: false,
-    capabilities: Capabilities::none().long_messages(),
-    factory: build,
-});
+register_provider!(
+    ProviderDescriptor::new("jsonsms", "Example: a JSON REST SMS API.", build)
+        .params(&[URL.spec(), API_KEY.spec(), TIMEOUT.spec()])
+        .capabilities(Capabilities::none().long_messages())
+);
 
 /// A configured `jsonsms` gateway: its [`HttpGateway`] carries the URL, the key and the timeout.
 #[derive(Debug)]
 pub struct JsonSms(HttpGateway);
 
 fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
-    // The core has checked every option against PARAMS and supplies the defaults.
-    let url = url::Url::parse(ctx.get("URL").unwrap_or_default())
-        .map_err(|e| ctx.problem("URL", e.to_string()))?;
-    let timeout = ctx.seconds("TIMEOUT").unwrap_or_default();
-    let http = HttpGateway::new(ctx.gateway, &url, timeout);
-    let key = ctx.get("API_KEY").unwrap_or_default();
-    Ok(Arc::new(JsonSms(http.secret_header("x-api-key", key))))
+    // The core has checked and parsed every option against the declarations.
+    let http = HttpGateway::new(ctx.gateway(), &ctx.get(&URL), ctx.get(&TIMEOUT));
+    let key = ctx.get(&API_KEY);
+    Ok(Arc::new(JsonSms(
+        http.secret_header("x-api-key", key.expose_secret()),
+    )))
 }
 
 #[async_trait]
