@@ -177,6 +177,20 @@ impl HostileServer {
         self.shared.sent.load(Ordering::SeqCst)
     }
 
+    /// Checks that a client it fed left memory flat: the server could send less than 64 MiB
+    /// (the client stopped reading; the rest is what the kernel buffers) and this process's
+    /// resident memory grew by less than 16 MiB since `resident_before` ([`resident_bytes`]).
+    pub fn check_memory_flat(&self, resident_before: u64) -> Result<(), String> {
+        let sent = self.bytes_sent();
+        let grown = resident_bytes().saturating_sub(resident_before);
+        if sent >= 64 << 20 || grown >= 16 << 20 {
+            return Err(format!(
+                "the server could send {sent} bytes; resident memory grew by {grown} bytes"
+            ));
+        }
+        Ok(())
+    }
+
     /// Every request read so far.
     pub fn requests(&self) -> Vec<RawRequest> {
         self.shared.requests.lock().unwrap().clone()
