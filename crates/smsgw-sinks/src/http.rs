@@ -29,6 +29,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod hostile;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -368,6 +368,27 @@ fn fault_xml(code: i64, text: &str) -> String {
     )
 }
 
+/// A hostile XML-RPC reply: `depth` arrays nested in one another (20 000 of them are 840 KiB),
+/// closed properly. For the reply of a [`HostileServer`](crate::http::hostile::HostileServer).
+pub fn nested_arrays_reply(depth: usize) -> Vec<u8> {
+    let mut xml = String::from("<?xml version=\"1.0\"?>\n<methodResponse><params><param>");
+    xml += &"<value><array><data>".repeat(depth);
+    xml += &"</data></array></value>".repeat(depth);
+    xml += "</param></params></methodResponse>\n";
+    xml.into_bytes()
+}
+
+/// A hostile XML-RPC reply that never ends: arrays opened in one another, chunked, until the
+/// client hangs up.
+pub fn endless_nested_reply() -> crate::http::hostile::HostileReply {
+    crate::http::hostile::HostileReply::Endless {
+        chunked: true,
+        content_type: "text/xml".into(),
+        prefix: b"<?xml version=\"1.0\"?>\n<methodResponse><params><param>".to_vec(),
+        filler: "<value><array><data>".repeat(800).into_bytes(),
+    }
+}
+
 /// Parses an XML-RPC `methodCall` (UTF-8) into its method name and parameters.
 pub fn parse_call(body: &[u8]) -> Result<XmlRpcCall, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
