@@ -63,6 +63,24 @@ pub trait Harness: Send + Sync {
     /// Starts a sink on loopback that receives what the provider sends.
     async fn start_sink(&self) -> Box<dyn SinkHandle>;
 
+    /// Starts the sink on `addr` (for `smsgw sink --PROVIDER-port`). The default serves only a
+    /// loopback address with port 0 (any free port), through [`start_sink`](Harness::start_sink).
+    async fn start_sink_on(&self, addr: SocketAddr) -> std::io::Result<Box<dyn SinkHandle>> {
+        if addr.port() == 0 && addr.ip().is_loopback() {
+            Ok(self.start_sink().await)
+        } else {
+            Err(std::io::Error::other(format!(
+                "the {} sink cannot listen on a chosen address ({addr}); use port 0",
+                self.provider()
+            )))
+        }
+    }
+
+    /// The port `smsgw sink` listens on by default (0: any free port).
+    fn default_port(&self) -> u16 {
+        0
+    }
+
     /// A valid gateway definition that sends to `addr` and gives up after `timeout_secs`.
     /// Its secret options should hold the values of [`secrets`](Harness::secrets).
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup;
@@ -213,6 +231,54 @@ pub fn print_results(results: &[CheckResult]) -> (usize, usize) {
             Verdict::Skipped(why) => {
                 println!("skip {:<8} {:<45} {why}", r.provider, r.check);
             }
+        }
+    }
+    (passed, failed)
+}
+
+/// Runs the suite over every provider in the global registry (or only `only`), printing one
+/// line per check and provider, and returns (passed, failed). A registered provider without a
+/// [registered harness](crate::register_harness), a provider name registered twice and an
+/// unknown `only` each count as a failure.
+pub fn run_registered(only: Option<&str>) -> (usize, usize) {
+    let registry = Registry::global();
+    let mut failed = 0;
+    let mut fail = |name: &str, check: &str, why: String| {
+        println!("FAIL {name:<8} {check:<45} {why}");
+        failed += 1;
+    };
+    if let Some(Err(e)) = only.map(|o| registry.get(o)) {
+        fail(only.unwrap_or_default(), "registered", e.to_string());
+    }
+    for name in registry.names() {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        if let Err(e) = registry.get(&name) {
+            fail(&name, "registered", e.to_string());
+        } else if crate::harness::find(&name).is_none() {
+            fail(
+                &name,
+                "harness",
+                "no conformance harness registered for this provider (smsgw_sinks::register_harness!)".into(),
+            );
+        }
+    }
+    for (name, crates) in crate::harness::duplicates() {
+        if only.is_none_or(|o| o == name) {
+            fail(
+                name,
+                "harness",
+                format!("registered more than once, by {}", crates.join(", ")),
+            );
+        }
+    }
+    let mut passed = 0;
+    for h in crate::harness::registered() {
+        if only.is_none_or(|o| o == h.provider()) {
+            let (p, f) = print_results(&run(h));
+            passed += p;
+            failed += f;
         }
     }
     (passed, failed)

@@ -51,6 +51,8 @@ pub trait SinkHandle: Send + Sync {
 
 #[doc(hidden)]
 pub use async_trait::async_trait;
+#[doc(hidden)]
+pub use inventory;
 
 /// Collects [`Received`] messages; shared by a sink and whoever reads it.
 #[derive(Clone)]
