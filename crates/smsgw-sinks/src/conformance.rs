@@ -93,6 +93,18 @@ pub trait Harness: Send + Sync {
     /// Changes a definition so that the gateway reports delivery receipts (for providers with the
     /// `delivery_reports` capability).
     fn enable_delivery_reports(&self, _setup: &mut Setup) {}
+
+    /// How the sink says "busy, try again later" in the provider's protocol (HTTP 429, SMPP
+    /// `ESME_RTHROTTLED`, SMTP 451 …), if it can. The suite expects a retry-safe `not_sent`.
+    fn busy_fault(&self) -> Option<Fault> {
+        None
+    }
+
+    /// Whether every receipt from this sink carries a message id (the gateway returns one and
+    /// the provider must not accept a reply without it).
+    fn promises_message_ids(&self) -> bool {
+        false
+    }
 }
 
 /// The result of one check.
@@ -151,6 +163,9 @@ fn checks() -> Vec<(&'static str, CheckFn)> {
         check!(refused_connection_is_not_sent),
         check!(concurrent_sends_each_once),
         check!(delivery_reports_arrive),
+        check!(busy_is_retry_safe),
+        check!(receipts_carry_message_ids),
+        check!(failure_log_names_its_kind),
         check!(secrets_never_shown),
     ]
 }
@@ -647,6 +662,69 @@ async fn delivery_reports_arrive(h: &dyn Harness, c: &Ctx) -> Result<(), String>
         }
     }
     gw.shutdown().await;
+    Ok(())
+}
+
+async fn busy_is_retry_safe(h: &dyn Harness, _c: &Ctx) -> Result<(), String> {
+    let Some(busy) = h.busy_fault() else {
+        return skip("the harness's sink cannot answer busy");
+    };
+    let (sink, gw) = sink_and_gateway(h).await?;
+    sink.faults().always(busy.clone());
+    let r = gw.send(&Message::new(PHONE, "busy")).await;
+    gw.shutdown().await;
+    match r {
+        Ok(_) => Err(format!(
+            "the send succeeded although the gateway answered {busy:?}"
+        )),
+        Err(e) if e.kind() == ErrorKind::NotSent && e.is_retry_safe() => Ok(()),
+        Err(e) => Err(format!(
+            "a busy answer ({busy:?}) was classified as {}, expected not_sent (retry-safe): {e}",
+            e.kind()
+        )),
+    }
+}
+
+async fn receipts_carry_message_ids(h: &dyn Harness, _c: &Ctx) -> Result<(), String> {
+    if !h.promises_message_ids() {
+        return skip("the harness promises no message ids");
+    }
+    let (_sink, gw) = sink_and_gateway(h).await?;
+    let r = gw.send(&Message::new(PHONE, "id please")).await;
+    gw.shutdown().await;
+    let receipt = r.map_err(|e| format!("send failed: {e}"))?;
+    if receipt.message_ids.is_empty() || receipt.message_ids.iter().any(|i| i.trim().is_empty()) {
+        return Err(format!(
+            "the receipt carries no message id: {:?}",
+            receipt.message_ids
+        ));
+    }
+    Ok(())
+}
+
+async fn failure_log_names_its_kind(h: &dyn Harness, c: &Ctx) -> Result<(), String> {
+    let (sink, gw) = sink_and_gateway(h).await?;
+    sink.faults().always(Fault::NeverAnswer);
+    let r = gw.send(&Message::new(PHONE, "log me")).await;
+    gw.shutdown().await;
+    match r {
+        Err(e) if e.kind() == ErrorKind::Unknown => {}
+        other => return skip(&format!("no unknown outcome to log ({other:?})")),
+    }
+    let logs = c.logs.text();
+    let failure: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    if failure.is_empty() {
+        return Err("a failed send logged no warning".into());
+    }
+    if let Some(l) = failure.iter().find(|l| l.contains("not sent")) {
+        return Err(format!(
+            "an unknown outcome (may have been sent) is logged as \"not sent\": {}",
+            l.trim()
+        ));
+    }
     Ok(())
 }
 

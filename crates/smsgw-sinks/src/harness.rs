@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use smsgw_core::{GatewayDef, Registry, SmtpServer};
 
 use crate::conformance::{Harness, Setup};
-use crate::{FaultPlan, Recorder, SinkHandle};
+use crate::{Fault, FaultPlan, Recorder, SinkHandle};
 
 macro_rules! sink_handle {
     ($ty:ty) => {
@@ -57,6 +57,12 @@ pub struct HttpHarness;
 
 #[async_trait::async_trait]
 impl Harness for HttpHarness {
+    fn busy_fault(&self) -> Option<Fault> {
+        Some(Fault::Reply {
+            code: 429,
+            text: "Too Many Requests".into(),
+        })
+    }
     fn provider(&self) -> &'static str {
         "http"
     }
@@ -94,6 +100,9 @@ pub struct SipgateHarness;
 
 #[async_trait::async_trait]
 impl Harness for SipgateHarness {
+    fn promises_message_ids(&self) -> bool {
+        true
+    }
     fn provider(&self) -> &'static str {
         "sipgate"
     }
@@ -131,6 +140,15 @@ pub const SMTP_CREDENTIALS: (&str, &str) = ("smsgw", "smtp-secret-pw");
 
 #[async_trait::async_trait]
 impl Harness for SmtpHarness {
+    fn busy_fault(&self) -> Option<Fault> {
+        Some(Fault::Reply {
+            code: 451,
+            text: "4.7.1 Try again later".into(),
+        })
+    }
+    fn promises_message_ids(&self) -> bool {
+        true
+    }
     fn provider(&self) -> &'static str {
         "smtp"
     }
@@ -177,6 +195,16 @@ pub struct SmppHarness;
 
 #[async_trait::async_trait]
 impl Harness for SmppHarness {
+    fn busy_fault(&self) -> Option<Fault> {
+        // ESME_RTHROTTLED
+        Some(Fault::Reply {
+            code: 0x58,
+            text: String::new(),
+        })
+    }
+    fn promises_message_ids(&self) -> bool {
+        true
+    }
     fn provider(&self) -> &'static str {
         "smpp"
     }

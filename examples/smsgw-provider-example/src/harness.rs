@@ -118,6 +118,9 @@ impl Harness for LineHarness {
         }
         Setup::new(g)
     }
+    fn promises_message_ids(&self) -> bool {
+        true
+    }
     fn secrets(&self) -> Vec<String> {
         vec!["tok-example-secret".into()]
     }
