@@ -16,6 +16,7 @@ pub mod logs;
 pub mod sipgate;
 pub mod smsc;
 pub mod smtp;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

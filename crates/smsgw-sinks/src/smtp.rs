@@ -206,28 +206,16 @@ impl SmtpSinkBuilder {
 
     /// Starts the sink on `addr`.
     pub async fn start_on(self, addr: SocketAddr) -> std::io::Result<SmtpSink> {
-        let cert = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ])
-        .map_err(std::io::Error::other)?;
-        let cert_pem = cert.cert.pem();
-        let cert_der = cert.cert.der().to_vec();
-        let key_der =
-            rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls_config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(std::io::Error::other)?
-            .with_no_client_auth()
-            .with_single_cert(vec![cert_der.clone().into()], key_der)
-            .map_err(std::io::Error::other)?;
+        let crate::tls::SelfSigned {
+            acceptor,
+            cert_pem,
+            cert_der,
+        } = crate::tls::self_signed(&[])?;
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             options: self,
-            acceptor: TlsAcceptor::from(Arc::new(tls_config)),
+            acceptor,
             recorder: Recorder::new(),
             faults: FaultPlan::default(),
             messages: Mutex::new(Vec::new()),
