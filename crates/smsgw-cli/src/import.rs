@@ -4,7 +4,8 @@ use std::path::Path;
 
 use indexmap::IndexMap;
 use serde_yaml::Value;
-use smsgw::{BUILTIN_PROVIDERS, CENSORED, Config, GatewayDef, PLACEHOLDER, SmtpServer};
+use smsgw::smtp::SmtpServer;
+use smsgw::{BUILTIN_PROVIDERS, CENSORED, Config, GatewayDef, PLACEHOLDER};
 
 /// Runs the import and returns the exit status.
 pub fn run(path: &Path) -> u8 {
@@ -145,7 +146,7 @@ pub fn convert(text: &str) -> Result<(String, Vec<String>), Vec<String>> {
                     }
                 }
             }
-            cfg.smtp_servers.insert(id, def);
+            def.insert_into(&mut cfg, &id);
         }
     }
     if let Some(Value::Mapping(gws)) = gateways {

@@ -203,6 +203,7 @@ where
         threads: cli.threads,
     };
     let code = match cli.command {
+        Command::Providers { .. } | Command::Check if duplicates_reported() => EXIT_CONFIG,
         Command::Providers { json, markdown } => {
             if markdown {
                 output::providers_markdown(Registry::global())
@@ -253,6 +254,16 @@ fn with_config(ctx: &Context, f: impl FnOnce(&Config) -> u8) -> u8 {
         Ok(cfg) => f(&cfg),
         Err(code) => code,
     }
+}
+
+/// A provider name registered twice makes every gateway of that name unusable: `providers` and
+/// `check` say so, naming the registering crates, and exit 2.
+fn duplicates_reported() -> bool {
+    let dups = Registry::global().duplicates();
+    for d in &dups {
+        eprintln!("error: {d}");
+    }
+    !dups.is_empty()
 }
 
 fn report_config_errors(e: &ConfigErrors) {

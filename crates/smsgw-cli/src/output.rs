@@ -26,7 +26,7 @@ pub fn providers(registry: &Registry, as_json: bool) -> u8 {
             } else {
                 "none"
             },
-            if d.headers { "yes" } else { "no" }
+            if d.capabilities.headers { "yes" } else { "no" }
         );
         for p in d.all_params() {
             let mut notes = vec![p.kind.describe()];
@@ -70,7 +70,7 @@ pub fn providers_markdown(registry: &Registry) -> u8 {
             } else {
                 "none (an unknown option is an error)"
             },
-            if d.headers {
+            if d.capabilities.headers {
                 "sent as given"
             } else {
                 "not accepted"
@@ -107,7 +107,7 @@ pub fn provider_json(d: &ProviderDescriptor) -> serde_json::Value {
         "aliases": d.aliases,
         "description": d.description,
         "free_options": d.free_options,
-        "headers": d.headers,
+        "headers": d.capabilities.headers,
         "capabilities": {
             "long_messages": d.capabilities.long_messages,
             "delivery_reports": d.capabilities.delivery_reports,

@@ -93,7 +93,7 @@ fn target(cfg: &Config, id: &str) -> Result<Gateway, u8> {
         );
         return Err(EXIT_CONFIG);
     };
-    Gateway::build(def, &cfg.smtp_servers, Registry::global()).map_err(|e| {
+    Gateway::build(def, &cfg.sections, Registry::global()).map_err(|e| {
         crate::report_config_errors(&e);
         EXIT_CONFIG
     })

@@ -89,7 +89,7 @@ pub fn sink(ctx: &Context, args: SinkArgs, ports: Vec<(&'static dyn Harness, u16
                 Ok(s) => {
                     let setup = h.definition(s.addr(), 10.0);
                     config.gateways.insert(setup.gateway.id.clone(), setup.gateway);
-                    config.smtp_servers.extend(setup.smtp_servers);
+                    merge_sections(&mut config, setup.sections);
                     eprintln!("{:<8} sink listening on {}", h.provider(), s.addr());
                     sinks.push((h.provider(), s));
                 }
@@ -174,7 +174,7 @@ pub fn demo(ctx: &Context, as_json: bool) -> u8 {
         for h in harness::registered() {
             let sink = h.start_sink().await;
             let setup = h.definition(sink.addr(), 5.0);
-            let gw = match Gateway::build(&setup.gateway, &setup.smtp_servers, Registry::global()) {
+            let gw = match Gateway::build(&setup.gateway, &setup.sections, Registry::global()) {
                 Ok(g) => g,
                 Err(e) => {
                     rows.push(Row {
@@ -296,4 +296,17 @@ pub fn demo(ctx: &Context, as_json: bool) -> u8 {
         }
     }
     0
+}
+
+/// Adds a harness's top-level sections to `config`, entry by entry (two providers may use the
+/// same section).
+fn merge_sections(config: &mut Config, sections: indexmap::IndexMap<String, toml::Value>) {
+    for (name, value) in sections {
+        match (config.sections.get_mut(&name), value) {
+            (Some(toml::Value::Table(have)), toml::Value::Table(add)) => have.extend(add),
+            (_, value) => {
+                config.sections.insert(name, value);
+            }
+        }
+    }
 }

@@ -1,48 +1,62 @@
-//! The configuration file: central SMTP servers and gateway definitions (TOML).
+//! The configuration file: gateway definitions and the sections registered crates own (TOML).
 
+use std::io::Read as _;
 use std::path::Path;
 
 use indexmap::IndexMap;
-use secrecy::{ExposeSecret, SecretString};
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{ConfigErrors, ConfigProblem};
-use crate::secret::{CENSORED, censor_value};
+use crate::secret::censor_value;
+use crate::section::{SectionPlace, section_owner, unknown_section};
 
 /// Marks a value that an import could not carry over (privacyIDEA exports secrets censored).
 /// `smsgw check` rejects any option that still holds it.
 pub const PLACEHOLDER: &str = "__FILL_IN__";
 
-/// A whole configuration: `[smtp_servers.*]` and `[gateways.*]`, in file order.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The largest configuration file read, in bytes (1 MiB): a gateway definition takes a few
+/// hundred bytes, and a bound keeps `--config /dev/zero` from eating the machine's memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A whole configuration: `[gateways.*]` and the top-level sections registered crates own
+/// (e.g. `[smtp_servers.*]`), in file order.
+#[derive(Clone, Default)]
 pub struct Config {
-    /// Central SMTP servers, referenced by the smtp provider's `SMTPIDENTIFIER`.
-    #[serde(default)]
-    pub smtp_servers: IndexMap<String, SmtpServer>,
     /// Gateway definitions by identifier.
-    #[serde(default, deserialize_with = "gateways_with_ids")]
     pub gateways: IndexMap<String, GatewayDef>,
+    /// Top-level tables owned by a registered section ([`register_section!`](crate::register_section)),
+    /// by name, as written. The file parser rejects a table no crate owns.
+    pub sections: IndexMap<String, toml::Value>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("gateways", &self.gateways)
+            .field(
+                "sections",
+                &censored_sections(SectionPlace::TopLevel, &self.sections),
+            )
+            .finish()
+    }
 }
 
 /// One gateway definition: the model of privacyIDEA's SMS gateway.
-#[derive(Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Default)]
 pub struct GatewayDef {
     /// The identifier (the table name in the file).
-    #[serde(skip)]
     pub id: String,
     /// A provider name (`http`) or privacyIDEA module path.
     pub provider: String,
     /// Free text for people.
-    #[serde(default)]
     pub description: Option<String>,
     /// Options (parameters and free options), names as in the spec, in order.
-    #[serde(default, deserialize_with = "string_map")]
     pub options: IndexMap<String, String>,
     /// HTTP headers (http provider), in order.
-    #[serde(default, deserialize_with = "string_map")]
     pub headers: IndexMap<String, String>,
+    /// Tables inside the definition owned by a registered section (e.g. `limits`), as written.
+    pub sections: IndexMap<String, toml::Value>,
 }
 
 impl std::fmt::Debug for GatewayDef {
@@ -58,91 +72,102 @@ impl std::fmt::Debug for GatewayDef {
             .field("description", &self.description)
             .field("options", &censor(&self.options))
             .field("headers", &censor(&self.headers))
+            .field(
+                "sections",
+                &censored_sections(SectionPlace::Gateway, &self.sections),
+            )
             .finish()
     }
 }
 
-/// A central SMTP server definition (`[smtp_servers.<id>]`).
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpServer {
-    /// A host name, or `smtp://host:port`, or `smtps://host:port` (TLS from the first byte).
-    pub server: String,
-    /// The port (default 25, 465 for `smtps://`).
-    #[serde(default)]
-    pub port: Option<u16>,
-    /// The From address.
-    pub sender: String,
-    /// STARTTLS, required when true.
-    #[serde(default)]
-    pub tls: bool,
-    /// The user name for SMTP AUTH.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// The password for SMTP AUTH (secret).
-    #[serde(default)]
-    pub password: Option<SecretString>,
-    /// Seconds one send may take as a whole (default 10).
-    #[serde(default)]
-    pub timeout: Option<f64>,
-    /// Verify the server's certificate (default true).
-    #[serde(default = "yes")]
-    pub check_ssl: bool,
-    /// Allow AUTH over a connection without TLS (default false).
-    #[serde(default)]
-    pub allow_insecure_auth: bool,
+/// Tables as they may be shown: each censored by its owner (by the core's rules without one).
+fn censored_sections(
+    place: SectionPlace,
+    sections: &IndexMap<String, toml::Value>,
+) -> IndexMap<String, toml::Value> {
+    sections
+        .iter()
+        .map(|(k, v)| {
+            let shown = match section_owner(place, k) {
+                Some(owner) => owner.censored(v),
+                None => crate::secret::censor_toml(v),
+            };
+            (k.clone(), shown)
+        })
+        .collect()
 }
 
-fn yes() -> bool {
-    true
-}
-
-impl std::fmt::Debug for SmtpServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpServer")
-            .field("server", &self.server)
-            .field("port", &self.port)
-            .field("sender", &self.sender)
-            .field("tls", &self.tls)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| CENSORED))
-            .field("timeout", &self.timeout)
-            .field("check_ssl", &self.check_ssl)
-            .field("allow_insecure_auth", &self.allow_insecure_auth)
-            .finish()
-    }
-}
-
-impl SmtpServer {
-    /// A definition for `server` sending as `sender`, with the defaults for everything else.
-    pub fn new(server: impl Into<String>, sender: impl Into<String>) -> Self {
-        SmtpServer {
-            server: server.into(),
-            port: None,
-            sender: sender.into(),
-            tls: false,
-            username: None,
-            password: None,
-            timeout: None,
-            check_ssl: true,
-            allow_insecure_auth: false,
+impl<'de> Deserialize<'de> for Config {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Config;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a configuration table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Config, A::Error> {
+                let mut cfg = Config::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "gateways" {
+                        let mut gws = map.next_value::<IndexMap<String, GatewayDef>>()?;
+                        for (id, g) in gws.iter_mut() {
+                            g.id = id.clone();
+                        }
+                        cfg.gateways = gws;
+                    } else if section_owner(SectionPlace::TopLevel, &key).is_some() {
+                        let v = map.next_value::<toml::Value>()?;
+                        cfg.sections.insert(key, v);
+                    } else {
+                        return Err(de::Error::custom(unknown_section(&key)));
+                    }
+                }
+                Ok(cfg)
+            }
         }
-    }
-
-    /// The password, for the one place that sends it.
-    pub fn password(&self) -> Option<&str> {
-        self.password.as_ref().map(|p| p.expose_secret())
+        d.deserialize_map(V)
     }
 }
 
-fn gateways_with_ids<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<IndexMap<String, GatewayDef>, D::Error> {
-    let mut map = IndexMap::<String, GatewayDef>::deserialize(d)?;
-    for (id, g) in map.iter_mut() {
-        g.id = id.clone();
+const GATEWAY_FIELDS: &[&str] = &["provider", "description", "options", "headers"];
+
+impl<'de> Deserialize<'de> for GatewayDef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = GatewayDef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a gateway definition")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GatewayDef, A::Error> {
+                let mut g = GatewayDef::default();
+                let mut provider = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "provider" => provider = Some(map.next_value::<String>()?),
+                        "description" => g.description = map.next_value()?,
+                        "options" => g.options = map.next_value::<StringMap>()?.0,
+                        "headers" => g.headers = map.next_value::<StringMap>()?.0,
+                        other if section_owner(SectionPlace::Gateway, other).is_some() => {
+                            let v = map.next_value::<toml::Value>()?;
+                            g.sections.insert(key, v);
+                        }
+                        other => return Err(de::Error::unknown_field(other, GATEWAY_FIELDS)),
+                    }
+                }
+                g.provider = provider.ok_or_else(|| de::Error::missing_field("provider"))?;
+                Ok(g)
+            }
+        }
+        d.deserialize_map(V)
     }
-    Ok(map)
+}
+
+struct StringMap(IndexMap<String, String>);
+
+impl<'de> Deserialize<'de> for StringMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        string_map(d).map(StringMap)
+    }
 }
 
 /// Option values are strings; numbers are taken as their text, a table (for `PARAMETER`) as a
@@ -193,13 +218,29 @@ impl Config {
         })
     }
 
-    /// Reads and parses a file.
+    /// Reads and parses a file of at most [`MAX_CONFIG_BYTES`] (read through a bounded reader:
+    /// the size the file system reports is not trusted, so a device or a growing file is safe).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::from(ConfigProblem::file(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )))
+        let fail = |msg: String| ConfigErrors::from(ConfigProblem::file(msg));
+        let file = std::fs::File::open(path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(fail(format!(
+                "{} is larger than {} KiB, the most a configuration file may hold",
+                path.display(),
+                MAX_CONFIG_BYTES / 1024
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            fail(format!(
+                "{} is not UTF-8 text (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         Self::from_toml_str(&text).map_err(|errs| {
             let mut out = ConfigErrors::new();
@@ -231,39 +272,13 @@ impl Config {
             }
         };
         let mut root = toml::Table::new();
-        if !self.smtp_servers.is_empty() {
-            let mut servers = toml::Table::new();
-            for (id, s) in &self.smtp_servers {
-                let mut t = toml::Table::new();
-                t.insert("server".into(), Value::String(s.server.clone()));
-                if let Some(p) = s.port {
-                    t.insert("port".into(), Value::Integer(p.into()));
-                }
-                t.insert("sender".into(), Value::String(s.sender.clone()));
-                t.insert("tls".into(), Value::Boolean(s.tls));
-                if let Some(u) = &s.username {
-                    t.insert("username".into(), Value::String(u.clone()));
-                }
-                if let Some(p) = s.password() {
-                    let v = if censor {
-                        CENSORED.to_owned()
-                    } else {
-                        p.to_owned()
-                    };
-                    t.insert("password".into(), Value::String(v));
-                }
-                if let Some(to) = s.timeout {
-                    t.insert("timeout".into(), Value::Float(to));
-                }
-                if !s.check_ssl {
-                    t.insert("check_ssl".into(), Value::Boolean(false));
-                }
-                if s.allow_insecure_auth {
-                    t.insert("allow_insecure_auth".into(), Value::Boolean(true));
-                }
-                servers.insert(id.clone(), Value::Table(t));
-            }
-            root.insert("smtp_servers".into(), Value::Table(servers));
+        let sections = if censor {
+            censored_sections(SectionPlace::TopLevel, &self.sections)
+        } else {
+            self.sections.clone()
+        };
+        for (name, value) in sections {
+            root.insert(name, value);
         }
         let mut gws = toml::Table::new();
         for (id, g) in &self.gateways {
@@ -282,6 +297,14 @@ impl Config {
             t.insert("options".into(), map(&g.options));
             if !g.headers.is_empty() {
                 t.insert("headers".into(), map(&g.headers));
+            }
+            let tables = if censor {
+                censored_sections(SectionPlace::Gateway, &g.sections)
+            } else {
+                g.sections.clone()
+            };
+            for (name, value) in tables {
+                t.insert(name, value);
             }
             gws.insert(id.clone(), Value::Table(t));
         }

@@ -32,6 +32,18 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// How a failed send of this kind is introduced in the log: what it means for the message.
+    pub fn log_label(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "not sent (configuration)",
+            ErrorKind::Refused => "refused",
+            ErrorKind::NotSent => "not sent",
+            ErrorKind::Unknown => "may have been sent",
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -134,6 +146,7 @@ impl std::error::Error for SendError {}
 
 /// One problem found in a configuration: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ConfigProblem {
     /// What the problem is in: `gateway 'sms1'`, `smtp server 'mail'`, or the file itself.
     pub scope: String,
@@ -141,6 +154,15 @@ pub struct ConfigProblem {
     pub key: Option<String>,
     /// What is wrong, for a person.
     pub message: String,
+    /// How the key is named when shown: `option` (gateway options) or `field` (tables).
+    #[serde(skip)]
+    key_word: KeyWord,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyWord {
+    Option,
+    Field,
 }
 
 impl ConfigProblem {
@@ -150,15 +172,34 @@ impl ConfigProblem {
             scope: format!("gateway '{gateway}'"),
             key: key.map(str::to_owned),
             message: message.into(),
+            key_word: KeyWord::Option,
         }
     }
 
-    /// A problem in SMTP server definition `server`, about `key` (if any).
-    pub fn smtp_server(server: &str, key: Option<&str>, message: impl Into<String>) -> Self {
+    /// A problem in entry `entry` of a section's table, shown as `{what} '{entry}', field
+    /// '{key}': …` (e.g. `what` = `smtp server`).
+    ///
+    /// ```
+    /// let p = smsgw_core::ConfigProblem::entry("smtp server", "mail", Some("port"), "not a port");
+    /// assert_eq!(p.to_string(), "smtp server 'mail', field 'port': not a port");
+    /// ```
+    pub fn entry(what: &str, entry: &str, key: Option<&str>, message: impl Into<String>) -> Self {
         ConfigProblem {
-            scope: format!("smtp server '{server}'"),
+            scope: format!("{what} '{entry}'"),
             key: key.map(str::to_owned),
             message: message.into(),
+            key_word: KeyWord::Field,
+        }
+    }
+
+    /// A problem about field `key` of the table a section hook is checking; the core fills in
+    /// where the table is (`gateway 'sms1'`, key `limits.rate`, or `section 'routes'`).
+    pub fn in_table(key: Option<&str>, message: impl Into<String>) -> Self {
+        ConfigProblem {
+            scope: String::new(),
+            key: key.map(str::to_owned),
+            message: message.into(),
+            key_word: KeyWord::Field,
         }
     }
 
@@ -168,21 +209,24 @@ impl ConfigProblem {
             scope: "configuration".into(),
             key: None,
             message: message.into(),
+            key_word: KeyWord::Option,
         }
     }
 }
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.key.as_deref() {
-            Some(key @ ("provider" | "headers" | "description")) => {
+        match (self.key.as_deref(), self.key_word) {
+            (Some(key @ ("provider" | "headers" | "description")), KeyWord::Option) => {
                 write!(f, "{}, {}: {}", self.scope, key, self.message)
             }
-            Some(key) if self.scope.starts_with("smtp server") => {
+            (Some(key), KeyWord::Field) => {
                 write!(f, "{}, field '{}': {}", self.scope, key, self.message)
             }
-            Some(key) => write!(f, "{}, option '{}': {}", self.scope, key, self.message),
-            None => write!(f, "{}: {}", self.scope, self.message),
+            (Some(key), KeyWord::Option) => {
+                write!(f, "{}, option '{}': {}", self.scope, key, self.message)
+            }
+            (None, _) => write!(f, "{}: {}", self.scope, self.message),
         }
     }
 }

@@ -6,14 +6,16 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use tracing::Instrument;
 
-use crate::config::{Config, GatewayDef, PLACEHOLDER, SmtpServer};
+use crate::config::{Config, GatewayDef};
+use crate::context::BuildContext;
 use crate::error::{ConfigErrors, ConfigProblem, ErrorKind, SendError};
 use crate::message::{DeliveryReport, Message, Receipt};
+use crate::param::REGEXP;
 use crate::phone::PhoneRewrite;
-use crate::provider::{
-    BuildContext, ParamKind, Provider, ProviderDescriptor, parse_seconds, parse_yes_no,
-};
+use crate::provider::{Provider, ProviderDescriptor};
 use crate::registry::Registry;
+use crate::section::LoadedSections;
+use crate::validate::check_definition;
 
 /// A gateway ready to send: a provider built from a definition, plus what the core does for every
 /// provider (the `REGEXP` rewrite, a tracing span, metrics).
@@ -27,6 +29,8 @@ pub struct Gateway {
 
 impl Gateway {
     /// Validates one definition and builds its provider; every problem is reported at once.
+    /// `sections` are the configuration's top-level tables ([`Config::sections`]): each is
+    /// checked by its owner, and what the owners load is what the factory reads.
     ///
     /// ```
     /// use smsgw_core::{Gateway, GatewayDef, Registry};
@@ -36,7 +40,23 @@ impl Gateway {
     /// ```
     pub fn build(
         def: &GatewayDef,
-        smtp_servers: &IndexMap<String, SmtpServer>,
+        sections: &IndexMap<String, toml::Value>,
+        registry: &Registry,
+    ) -> Result<Gateway, ConfigErrors> {
+        let (loaded, mut errors) = LoadedSections::load(sections);
+        match Self::build_loaded(def, &loaded, registry) {
+            Ok(g) => errors.into_result(g),
+            Err(e) => {
+                errors.extend(e);
+                Err(errors)
+            }
+        }
+    }
+
+    /// Builds one definition against sections already loaded (once per configuration).
+    pub fn build_loaded(
+        def: &GatewayDef,
+        sections: &LoadedSections,
         registry: &Registry,
     ) -> Result<Gateway, ConfigErrors> {
         let descriptor = registry.get(&def.provider).map_err(|e| {
@@ -46,30 +66,24 @@ impl Gateway {
                 e.to_string(),
             ))
         })?;
-        let problems = check_definition(def, descriptor);
-        if !problems.is_empty() {
-            return Err(problems);
+        let values = check_definition(def, descriptor)?;
+        let ctx = BuildContext::new(def, descriptor, &values, sections);
+        let rewrite = ctx.opt(&REGEXP);
+        let built = (descriptor.factory)(&ctx);
+        // A factory that read an undeclared parameter gets no gateway, whatever it returned.
+        let mut errors = ctx.take_misuse();
+        match built {
+            Ok(provider) => errors.into_result(Gateway {
+                id: def.id.as_str().into(),
+                descriptor,
+                rewrite,
+                provider,
+            }),
+            Err(e) => {
+                errors.extend(e);
+                Err(errors)
+            }
         }
-        let ctx = BuildContext {
-            gateway: &def.id,
-            descriptor,
-            options: &def.options,
-            headers: &def.headers,
-            smtp_servers,
-        };
-        let rewrite = ctx
-            .get("REGEXP")
-            .filter(|r| !r.is_empty())
-            .map(PhoneRewrite::parse)
-            .transpose()
-            .expect("REGEXP checked above");
-        let provider = (descriptor.factory)(&ctx)?;
-        Ok(Gateway {
-            id: def.id.as_str().into(),
-            descriptor,
-            rewrite,
-            provider,
-        })
     }
 
     /// The gateway identifier.
@@ -115,7 +129,7 @@ impl Gateway {
             let r = self.provider.send(msg).await;
             match &r {
                 Ok(rc) => tracing::info!(parts = rc.parts, ids = ?rc.message_ids, "sent"),
-                Err(e) => tracing::warn!(kind = %e.kind(), code = e.code(), "not sent: {}", e.message()),
+                Err(e) => tracing::warn!(kind = %e.kind(), code = e.code(), "{}: {}", e.kind().log_label(), e.message()),
             }
             r
         }
@@ -151,12 +165,12 @@ pub struct Gateways {
 
 impl Gateways {
     /// Validates and builds every gateway of `config`, reporting all problems of all gateways (and
-    /// of the SMTP server definitions) at once.
+    /// of the sections registered crates own, each checked once) at once.
     pub fn build(config: &Config, registry: &Registry) -> Result<Gateways, ConfigErrors> {
-        let mut errors = check_smtp_servers(&config.smtp_servers);
+        let (loaded, mut errors) = LoadedSections::load(&config.sections);
         let mut map = IndexMap::new();
         for (id, def) in &config.gateways {
-            match Gateway::build(def, &config.smtp_servers, registry) {
+            match Gateway::build_loaded(def, &loaded, registry) {
                 Ok(g) => {
                     map.insert(id.clone(), g);
                 }
@@ -182,183 +196,6 @@ impl Gateways {
             g.shutdown().await;
         }
     }
-}
-
-/// The checks the core makes for every provider before its factory runs.
-fn check_definition(def: &GatewayDef, desc: &'static ProviderDescriptor) -> ConfigErrors {
-    let mut errs = ConfigErrors::new();
-    let mut problem = |key: &str, msg: String| {
-        errs.push(ConfigProblem::gateway(&def.id, Some(key), msg));
-    };
-    for spec in desc.all_params() {
-        let set: Vec<&String> = def.options.keys().filter(|k| spec.matches(k)).collect();
-        if set.len() > 1 {
-            problem(
-                spec.name,
-                format!(
-                    "set more than once (as {})",
-                    set.iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" and ")
-                ),
-            );
-        }
-        if spec.required && set.iter().all(|k| def.options[*k].trim().is_empty()) {
-            problem(spec.name, format!("required: {}", spec.description));
-        }
-    }
-    for (key, value) in &def.options {
-        if value.contains(PLACEHOLDER) {
-            problem(
-                key,
-                format!("still holds the placeholder {PLACEHOLDER}: fill in the real value"),
-            );
-            continue;
-        }
-        let Some(spec) = desc.param(key) else {
-            if !desc.free_options {
-                let mut names: Vec<&str> = desc.all_params().iter().map(|p| p.name).collect();
-                names.sort_unstable();
-                problem(
-                    key,
-                    format!(
-                        "the {} provider takes no free options; its parameters are: {}",
-                        desc.name,
-                        names.join(", ")
-                    ),
-                );
-            }
-            continue;
-        };
-        if value.is_empty() {
-            continue;
-        }
-        if !spec.allowed.is_empty() && !spec.allowed.iter().any(|a| a.eq_ignore_ascii_case(value)) {
-            problem(
-                key,
-                format!(
-                    "'{}' is not one of {}",
-                    shown(spec.secret, value),
-                    spec.allowed.join(", ")
-                ),
-            );
-            continue;
-        }
-        if let Err(msg) = check_kind(spec.kind, value) {
-            let msg = if spec.secret {
-                "the value is not valid".to_owned()
-            } else {
-                msg
-            };
-            problem(key, msg);
-        }
-    }
-    if !desc.headers && !def.headers.is_empty() {
-        problem(
-            "headers",
-            format!("the {} provider sends no headers; remove them", desc.name),
-        );
-    }
-    for (key, value) in &def.headers {
-        if value.contains(PLACEHOLDER) {
-            problem(
-                key,
-                format!("header still holds the placeholder {PLACEHOLDER}: fill in the real value"),
-            );
-        }
-    }
-    errs
-}
-
-fn shown(secret: bool, v: &str) -> &str {
-    if secret { crate::secret::CENSORED } else { v }
-}
-
-fn check_kind(kind: ParamKind, value: &str) -> Result<(), String> {
-    match kind {
-        ParamKind::Text => Ok(()),
-        ParamKind::Url => {
-            let u = url::Url::parse(value.trim()).map_err(|e| {
-                format!(
-                    "'{}' is not a valid URL: {e}",
-                    crate::secret::censor_url(value)
-                )
-            })?;
-            if u.host_str().is_none_or(str::is_empty) {
-                return Err(format!(
-                    "'{}' has no host",
-                    crate::secret::censor_url(value)
-                ));
-            }
-            Ok(())
-        }
-        ParamKind::Integer { min, max } => match value.trim().parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(()),
-            Ok(n) => Err(format!("{n} is outside {min}..={max}")),
-            Err(_) => Err(format!("'{value}' is not a whole number")),
-        },
-        ParamKind::Seconds => parse_seconds(value).map(|_| ()),
-        ParamKind::YesNo => parse_yes_no(value)
-            .map(|_| ())
-            .ok_or_else(|| format!("'{value}' is not yes or no")),
-        ParamKind::Regexp => PhoneRewrite::parse(value).map(|_| ()),
-        ParamKind::JsonObject => match serde_json::from_str::<serde_json::Value>(value) {
-            Ok(serde_json::Value::Object(_)) => Ok(()),
-            Ok(_) => Err("must be a JSON object (or a TOML table)".into()),
-            Err(e) => Err(format!("is not valid JSON: {e}")),
-        },
-    }
-}
-
-fn check_smtp_servers(servers: &IndexMap<String, SmtpServer>) -> ConfigErrors {
-    let mut errs = ConfigErrors::new();
-    for (id, s) in servers {
-        let mut p =
-            |key: &str, msg: String| errs.push(ConfigProblem::smtp_server(id, Some(key), msg));
-        let server = s.server.trim();
-        if server.is_empty() {
-            p(
-                "server",
-                "required: a host name, smtp://host:port or smtps://host:port".into(),
-            );
-        } else if server.contains("://") {
-            match url::Url::parse(server) {
-                Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host_str().is_some() => {}
-                Ok(u) if !matches!(u.scheme(), "smtp" | "smtps") => p(
-                    "server",
-                    format!("scheme '{}' is not smtp:// or smtps://", u.scheme()),
-                ),
-                _ => p(
-                    "server",
-                    format!("'{server}' is not a valid smtp:// or smtps:// address"),
-                ),
-            }
-        } else if server.contains(['/', ' ', '@']) {
-            p("server", format!("'{server}' is not a host name"));
-        }
-        if s.sender.trim().is_empty() || !s.sender.contains('@') {
-            p("sender", format!("'{}' is not an email address", s.sender));
-        }
-        if let Some(t) = s.timeout
-            && !(t > 0.0 && t <= 86_400.0)
-        {
-            p(
-                "timeout",
-                format!("{t} must be more than 0 and at most 86400 seconds"),
-            );
-        }
-        if s.password.is_some() && s.username.is_none() {
-            p("username", "a password is set but no username".into());
-        }
-        if s.password().is_some_and(|pw| pw.contains(PLACEHOLDER)) {
-            p(
-                "password",
-                format!("still holds the placeholder {PLACEHOLDER}: fill in the real value"),
-            );
-        }
-    }
-    errs
 }
 
 /// The outcome of one message of a bulk send: its position in the input, and what happened.

@@ -40,6 +40,14 @@ impl PhoneRewrite {
         })
     }
 
+    /// A rule that changes nothing.
+    pub(crate) fn identity() -> Self {
+        PhoneRewrite {
+            pattern: Regex::new(r"[^\s\S]").expect("static regex"),
+            replacement: String::new(),
+        }
+    }
+
     /// Rewrites a phone number.
     pub fn apply(&self, phone: &str) -> String {
         self.pattern

@@ -58,13 +58,16 @@ pub enum LookupError {
     },
     /// Two registrations claim the name.
     #[error(
-        "provider name '{name}' is registered more than once ({count} registrations); remove one of the crates"
+        "provider name '{name}' is registered more than once ({count} registrations, by {}); remove one of the crates",
+        crates.join(" and ")
     )]
     Duplicate {
         /// The contested name or alias.
         name: String,
         /// How many registrations claim it.
         count: usize,
+        /// The registering modules (`module_path!()` of each registration).
+        crates: Vec<String>,
     },
 }
 
@@ -107,6 +110,7 @@ impl Registry {
             Some(many) if many.len() > 1 => Err(LookupError::Duplicate {
                 name: name.to_owned(),
                 count: many.len(),
+                crates: many.iter().map(|d| d.module.to_owned()).collect(),
             }),
             _ => {
                 let mut known = self.names();
@@ -136,10 +140,49 @@ impl Registry {
         &self.providers
     }
 
+    /// Every name or alias claimed by more than one registration, sorted by name, with the
+    /// registering modules: `smsgw providers` and `smsgw check` refuse to go on with these.
+    ///
+    /// ```
+    /// assert!(smsgw_core::Registry::global().duplicates().is_empty());
+    /// ```
+    pub fn duplicates(&self) -> Vec<Duplicate> {
+        self.by_key
+            .iter()
+            .filter(|(_, v)| v.len() > 1)
+            .map(|(name, v)| Duplicate {
+                name,
+                modules: v.iter().map(|d| d.module).collect(),
+            })
+            .collect()
+    }
+
     /// The registered names, sorted and deduplicated.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.providers.iter().map(|d| d.name.to_owned()).collect();
         v.dedup();
         v
+    }
+}
+
+/// A provider name or alias registered more than once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Duplicate {
+    /// The contested name or alias.
+    pub name: &'static str,
+    /// The module of each registration (`module_path!()`; its first segment is the crate).
+    pub modules: Vec<&'static str>,
+}
+
+impl std::fmt::Display for Duplicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "provider name '{}' is registered {} times, by {}; link only one of these crates",
+            self.name,
+            self.modules.len(),
+            self.modules.join(" and ")
+        )
     }
 }

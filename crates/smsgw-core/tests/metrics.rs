@@ -23,16 +23,11 @@ fn build(_: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
     Ok(Arc::new(Flaky))
 }
 
-register_provider!(ProviderDescriptor {
-    name: "flaky",
-    aliases: &[],
-    description: "Sends 'ok', refuses the rest.",
-    params: &[],
-    free_options: false,
-    headers: false,
-    capabilities: Capabilities::none(),
-    factory: build,
-});
+register_provider!(ProviderDescriptor::new(
+    "flaky",
+    "Sends 'ok', refuses the rest.",
+    build
+));
 
 #[tokio::test]
 async fn sends_are_counted_and_timed() {

@@ -19,78 +19,110 @@ impl Provider for Echo {
     }
 }
 
+const URL: Param<url::Url, Given> = Param::url("URL", "Where to send.").required();
+const HTTP_METHOD: Param<&str, Given> =
+    Param::choice("HTTP_METHOD", "GET or POST.", &["GET", "POST"]).default_value("GET");
+const TIMEOUT: Param<std::time::Duration, Given> =
+    Param::seconds("TIMEOUT", "Seconds.").default_value("3");
+const PORT: Param<u16> = Param::integer("PORT", "A port.", 1, 65535);
+const CHECK_SSL: Param<bool, Given> =
+    Param::yes_no("CHECK_SSL", "Verify TLS.").default_value("yes");
+const PASSWORD: Param<secrecy::SecretString> = Param::secret("PASSWORD", "Secret.");
+const MODE: Param<String> = Param::text("MODE", "Anything.");
+const SMTPIDENTIFIER: Param<String> =
+    Param::text("SMTPIDENTIFIER", "Server id.").aliases(&["SMTPIDENTIFIED"]);
+
 fn echo_factory(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
     let mut errs = ConfigErrors::new();
-    if ctx.get("MODE") == Some("broken") {
+    if ctx.opt(&MODE).as_deref() == Some("broken") {
         errs.push(ctx.problem("MODE", "the factory rejects 'broken'"));
     }
     errs.into_result(Arc::new(Echo {
-        gateway: ctx.gateway.to_owned(),
+        gateway: ctx.gateway().to_owned(),
     }) as Arc<dyn Provider>)
 }
 
-const ECHO_PARAMS: &[ParamSpec] = &[
-    ParamSpec::new("URL", "Where to send.")
-        .required()
-        .kind(ParamKind::Url),
-    ParamSpec::new("HTTP_METHOD", "GET or POST.")
-        .allowed(&["GET", "POST"])
-        .default_value("GET"),
-    ParamSpec::new("TIMEOUT", "Seconds.")
-        .kind(ParamKind::Seconds)
-        .default_value("3"),
-    ParamSpec::new("PORT", "A port.").kind(ParamKind::Integer { min: 1, max: 65535 }),
-    ParamSpec::new("CHECK_SSL", "Verify TLS.")
-        .kind(ParamKind::YesNo)
-        .default_value("yes"),
-    ParamSpec::new("PASSWORD", "Secret.").secret(),
-    ParamSpec::new("MODE", "Anything."),
-    ParamSpec::new("SMTPIDENTIFIER", "Server id.").aliases(&["SMTPIDENTIFIED"]),
-];
+/// Reads a parameter the "strict" descriptor does not declare: a provider bug.
+fn misusing_factory(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
+    let _ = ctx.get(&TIMEOUT);
+    Ok(Arc::new(Echo {
+        gateway: ctx.gateway().to_owned(),
+    }))
+}
 
-register_provider!(ProviderDescriptor {
-    name: "echo",
-    aliases: &["test.EchoProvider"],
-    description: "Answers every send itself.",
-    params: ECHO_PARAMS,
-    free_options: true,
-    headers: true,
-    capabilities: Capabilities::none(),
-    factory: echo_factory,
-});
+register_provider!(
+    ProviderDescriptor::new("echo", "Answers every send itself.", echo_factory)
+        .aliases(&["test.EchoProvider"])
+        .params(&[
+            URL.spec(),
+            HTTP_METHOD.spec(),
+            TIMEOUT.spec(),
+            PORT.spec(),
+            CHECK_SSL.spec(),
+            PASSWORD.spec(),
+            MODE.spec(),
+            SMTPIDENTIFIER.spec(),
+        ])
+        .free_options()
+        .capabilities(Capabilities::none().headers())
+);
 
-register_provider!(ProviderDescriptor {
-    name: "strict",
-    aliases: &[],
-    description: "Takes no free options and no headers.",
-    params: &[],
-    free_options: false,
-    headers: false,
-    capabilities: Capabilities::none(),
-    factory: echo_factory,
-});
+register_provider!(ProviderDescriptor::new(
+    "strict",
+    "Takes no free options and no headers.",
+    echo_factory
+));
+
+register_provider!(ProviderDescriptor::new(
+    "misuse",
+    "Reads what it does not declare.",
+    misusing_factory
+));
 
 // Two crates claiming one name.
-register_provider!(ProviderDescriptor {
-    name: "twice",
-    aliases: &[],
-    description: "first",
-    params: &[],
-    free_options: true,
-    headers: false,
-    capabilities: Capabilities::none(),
-    factory: echo_factory,
-});
-register_provider!(ProviderDescriptor {
-    name: "twice",
-    aliases: &[],
-    description: "second",
-    params: &[],
-    free_options: true,
-    headers: false,
-    capabilities: Capabilities::none(),
-    factory: echo_factory,
-});
+register_provider!(ProviderDescriptor::new("twice", "first", echo_factory).free_options());
+register_provider!(ProviderDescriptor::new("twice", "second", echo_factory).free_options());
+
+/// A typed top-level section, `[test_servers.<id>]`: each entry needs `host`.
+#[derive(Default)]
+struct TestServers(Vec<String>);
+
+impl ConfigSection for TestServers {
+    const NAME: &'static str = "test_servers";
+    fn load(value: &toml::Value) -> (Self, Vec<ConfigProblem>) {
+        let mut out = TestServers::default();
+        let mut problems = Vec::new();
+        for (id, entry) in value.as_table().into_iter().flatten() {
+            match entry.get("host").and_then(toml::Value::as_str) {
+                Some(_) => out.0.push(id.clone()),
+                None => problems.push(ConfigProblem::entry(
+                    "test server",
+                    id,
+                    Some("host"),
+                    "required",
+                )),
+            }
+        }
+        (out, problems)
+    }
+}
+register_section!(SectionDescriptor::typed::<TestServers>("Test servers."));
+
+fn check_limits(v: &toml::Value) -> Vec<ConfigProblem> {
+    match v.get("rate").and_then(toml::Value::as_integer) {
+        Some(r) if r > 0 => vec![],
+        _ => vec![ConfigProblem::in_table(
+            Some("rate"),
+            "must be a positive integer",
+        )],
+    }
+}
+register_section!(SectionDescriptor::checked(
+    "limits",
+    SectionPlace::Gateway,
+    "Per-gateway limits.",
+    check_limits
+));
 
 #[test]
 fn lookup_by_name_alias_unknown_compiled_out_and_duplicate() {
@@ -101,7 +133,11 @@ fn lookup_by_name_alias_unknown_compiled_out_and_duplicate() {
         Err(e @ LookupError::Unknown { .. }) => {
             let s = e.to_string();
             assert!(s.contains("unknown provider 'nope'"), "{s}");
-            assert!(s.contains("echo, strict, twice"), "{s}");
+            assert!(
+                s.contains("echo, flaky, misuse, strict, twice")
+                    || s.contains("echo, misuse, strict, twice"),
+                "{s}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -119,10 +155,24 @@ fn lookup_by_name_alias_unknown_compiled_out_and_duplicate() {
     }
     match r.get("twice") {
         Err(e @ LookupError::Duplicate { count: 2, .. }) => {
-            assert!(e.to_string().contains("more than once"))
+            assert!(e.to_string().contains("more than once"));
+            assert!(e.to_string().contains("registry_and_validation"), "{e}");
         }
         other => panic!("{other:?}"),
     }
+    // The registry names the contested name and both registering modules.
+    let dups = r.duplicates();
+    assert_eq!(dups.len(), 1, "{dups:?}");
+    assert_eq!(dups[0].name, "twice");
+    assert_eq!(
+        dups[0].modules,
+        vec!["registry_and_validation", "registry_and_validation"]
+    );
+    assert!(
+        dups[0].to_string().contains("registered 2 times"),
+        "{}",
+        dups[0]
+    );
     let names: Vec<&str> = r.providers().iter().map(|d| d.name).collect();
     let mut sorted = names.clone();
     sorted.sort();
@@ -130,10 +180,18 @@ fn lookup_by_name_alias_unknown_compiled_out_and_duplicate() {
 }
 
 const BROKEN: &str = r#"
-[smtp_servers.mail]
-server = "ftp://mail.example.org"
-sender = "not-an-address"
-timeout = -1
+[test_servers.a]
+host = "h"
+[test_servers.b]
+port = 1
+
+[gateways.limited]
+provider = "echo"
+options = { URL = "https://sms.example.org/send" }
+limits = { rate = 0 }
+
+[gateways.misused]
+provider = "misuse"
 
 [gateways.good]
 provider = "echo"
@@ -176,9 +234,9 @@ fn validation_reports_every_problem_at_once() {
     let errs = Gateways::build(&cfg, Registry::global()).unwrap_err();
     let text = errs.to_string();
     let expect = [
-        "smtp server 'mail', field 'server': scheme 'ftp' is not smtp:// or smtps://",
-        "smtp server 'mail', field 'sender': 'not-an-address' is not an email address",
-        "smtp server 'mail', field 'timeout'",
+        "test server 'b', field 'host': required",
+        "gateway 'limited', option 'limits.rate': must be a positive integer",
+        "gateway 'misused', option 'TIMEOUT': the misuse provider reads a parameter its descriptor does not declare",
         "gateway 'bad', option 'URL': required",
         "gateway 'bad', option 'HTTP_METHOD': 'PUT' is not one of GET, POST",
         "gateway 'bad', option 'TIMEOUT': 'soon' is not a number of seconds",
@@ -218,7 +276,10 @@ fn config_file_errors_name_the_place() {
         "{e}"
     );
     let e = Config::from_toml_str("[gateway.x]\n").unwrap_err();
-    assert!(e.to_string().contains("unknown field `gateway`"), "{e}");
+    assert!(e.to_string().contains("unknown section 'gateway'"), "{e}");
+    let e = Config::from_toml_str("[gateways.x]\nprovider = \"echo\"\n[gateways.x.limitz]\n")
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown field `limitz`"), "{e}");
     let ok = Config::from_toml_str(
         "[gateways.x]\nprovider = \"echo\"\noptions = { URL = \"http://h/\", PORT = 2775, PARAMETER = { id = \"a\", ttl = 5 } }\n",
     )
@@ -234,10 +295,8 @@ fn config_file_errors_name_the_place() {
 fn secrets_never_in_debug_or_export() {
     let cfg = Config::from_toml_str(
         r#"
-[smtp_servers.m]
-server = "mail.example.org"
-sender = "a@example.org"
-username = "u"
+[test_servers.m]
+host = "smtp://u:smtp-pw-1@mail.example.org"
 password = "smtp-pw-1"
 [gateways.g]
 provider = "echo"
@@ -299,4 +358,67 @@ options = { URL = "http://127.0.0.1/", REGEXP = '/^\+49/0/' }
             .enumerate()
             .all(|(i, o)| o.index == i && o.result.is_ok())
     );
+}
+
+#[test]
+fn typed_values_reach_the_factory_parsed_once() {
+    let cfg = Config::from_toml_str(
+        r#"
+[test_servers.a]
+host = "h"
+[gateways.g]
+provider = "echo"
+options = { URL = "http://127.0.0.1:99/x", TIMEOUT = "0.5", PORT = "2775", SMTPIDENTIFIED = "a" }
+limits = { rate = 5 }
+"#,
+    )
+    .unwrap();
+    assert!(cfg.gateways["g"].sections.contains_key("limits"));
+    let gws = Gateways::build(&cfg, Registry::global()).unwrap();
+    assert!(gws.get("g").is_some());
+    // The censored listing keeps owned tables.
+    let shown = cfg.to_toml_censored();
+    assert!(
+        shown.contains("[test_servers.a]") && shown.contains("rate = 5"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_url_that_fails_validation_never_shows_its_password() {
+    let cfg = Config::from_toml_str(
+        r#"
+[gateways.g]
+provider = "echo"
+options = { URL = "https://bob:hunter2-pw@sms.example.org:99999/send?token=tok-9&to=1" }
+"#,
+    )
+    .unwrap();
+    let errs = Gateways::build(&cfg, Registry::global()).unwrap_err();
+    let shown = format!("{errs}\n{cfg:?}\n{}", cfg.to_toml_censored());
+    assert!(shown.contains("invalid port number"), "{shown}");
+    for secret in ["hunter2-pw", "tok-9"] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+}
+
+#[test]
+fn config_files_are_read_with_a_bound() {
+    let dir = std::env::temp_dir().join(format!("smsgw-core-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.toml");
+    let line = "# padding padding padding padding padding padding padding padding\n";
+    std::fs::write(
+        &big,
+        line.repeat((MAX_CONFIG_BYTES as usize / line.len()) + 2),
+    )
+    .unwrap();
+    let e = Config::load(&big).unwrap_err();
+    assert!(e.to_string().contains("larger than 1024 KiB"), "{e}");
+    // A device that never ends: fails fast, with bounded memory.
+    if std::path::Path::new("/dev/zero").exists() {
+        let e = Config::load(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

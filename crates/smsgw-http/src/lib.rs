@@ -42,8 +42,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use smsgw_core::secrecy::{ExposeSecret, SecretString};
 use smsgw_core::{
-    BuildContext, CENSORED, Capabilities, ConfigErrors, ErrorKind, Message, ParamKind, ParamSpec,
-    Provider, ProviderDescriptor, Receipt, SendError, censor_url, is_secret_key, render,
+    BuildContext, CENSORED, Capabilities, ConfigErrors, ErrorKind, Given, JsonObject, Message,
+    Param, ParamSpec, Provider, ProviderDescriptor, Receipt, SendError, censor_url, is_secret_key,
+    render,
 };
 use url::Url;
 
@@ -53,47 +54,84 @@ pub const NAME: &str = "http";
 /// privacyIDEA's module path for this provider, accepted as an alias.
 pub const PRIVACYIDEA_MODULE: &str = "privacyidea.lib.smsprovider.HttpSMSProvider.HttpSMSProvider";
 
+const URL: Param<Url, Given> = Param::url("URL", "The gateway's URL; user:password@ in it is used for basic authentication when USERNAME and PASSWORD are not set.")
+    .required();
+const HTTP_METHOD: Param<&str, Given> = Param::choice(
+    "HTTP_METHOD",
+    "GET (parameters in the query) or POST (parameters in the body).",
+    &["GET", "POST"],
+)
+.default_value("GET");
+const USERNAME: Param<String> = Param::text("USERNAME", "User name for HTTP basic authentication.");
+const PASSWORD: Param<SecretString> =
+    Param::secret("PASSWORD", "Password for HTTP basic authentication.");
+const RETURN_SUCCESS: Param<String> = Param::text(
+    "RETURN_SUCCESS",
+    "Text that the gateway's reply must contain for the SMS to count as sent.",
+);
+const RETURN_FAIL: Param<String> = Param::text(
+    "RETURN_FAIL",
+    "Text that marks the gateway's reply as a failure.",
+);
+const PROXY: Param<Url> = Param::proxy(
+    "PROXY",
+    "Deprecated: one proxy URL for all requests (used when neither HTTP_PROXY nor HTTPS_PROXY is set).",
+);
+const HTTP_PROXY: Param<Url> = Param::proxy("HTTP_PROXY", "Proxy URL for http:// gateway URLs.");
+const HTTPS_PROXY: Param<Url> = Param::proxy("HTTPS_PROXY", "Proxy URL for https:// gateway URLs.");
+const PARAMETER: Param<JsonObject> = Param::json_object(
+    "PARAMETER",
+    "Fixed additional request parameters: a JSON object (or a TOML table).",
+);
+const CHECK_SSL: Param<bool, Given> = Param::yes_no(
+    "CHECK_SSL",
+    "Verify the gateway's TLS certificate and host name.",
+)
+.default_value("yes");
+const TIMEOUT: Param<Duration, Given> = Param::seconds(
+    "TIMEOUT",
+    "Seconds the whole exchange (connect, send, read the reply) may take.",
+)
+.default_value("3");
+const SEND_DATA_AS_JSON: Param<bool, Given> = Param::yes_no(
+    "SEND_DATA_AS_JSON",
+    "With POST: send the parameters as a JSON object instead of a form.",
+)
+.default_value("no");
+
 /// The parameters, with privacyIDEA's names.
 pub const PARAMS: &[ParamSpec] = &[
-    ParamSpec::new("URL", "The gateway's URL; user:password@ in it is used for basic authentication when USERNAME and PASSWORD are not set.")
-        .required()
-        .kind(ParamKind::Url),
-    ParamSpec::new("HTTP_METHOD", "GET (parameters in the query) or POST (parameters in the body).")
-        .allowed(&["GET", "POST"])
-        .default_value("GET"),
-    ParamSpec::new("USERNAME", "User name for HTTP basic authentication."),
-    ParamSpec::new("PASSWORD", "Password for HTTP basic authentication.").secret(),
-    ParamSpec::new("RETURN_SUCCESS", "Text that the gateway's reply must contain for the SMS to count as sent."),
-    ParamSpec::new("RETURN_FAIL", "Text that marks the gateway's reply as a failure."),
-    ParamSpec::new("PROXY", "Deprecated: one proxy URL for all requests (used when neither HTTP_PROXY nor HTTPS_PROXY is set)."),
-    ParamSpec::new("HTTP_PROXY", "Proxy URL for http:// gateway URLs."),
-    ParamSpec::new("HTTPS_PROXY", "Proxy URL for https:// gateway URLs."),
-    ParamSpec::new("PARAMETER", "Fixed additional request parameters: a JSON object (or a TOML table).")
-        .kind(ParamKind::JsonObject),
-    ParamSpec::new("CHECK_SSL", "Verify the gateway's TLS certificate and host name.")
-        .kind(ParamKind::YesNo)
-        .default_value("yes"),
-    ParamSpec::new("TIMEOUT", "Seconds the whole exchange (connect, send, read the reply) may take.")
-        .kind(ParamKind::Seconds)
-        .default_value("3"),
-    ParamSpec::new("SEND_DATA_AS_JSON", "With POST: send the parameters as a JSON object instead of a form.")
-        .kind(ParamKind::YesNo)
-        .default_value("no"),
+    URL.spec(),
+    HTTP_METHOD.spec(),
+    USERNAME.spec(),
+    PASSWORD.spec(),
+    RETURN_SUCCESS.spec(),
+    RETURN_FAIL.spec(),
+    PROXY.spec(),
+    HTTP_PROXY.spec(),
+    HTTPS_PROXY.spec(),
+    PARAMETER.spec(),
+    CHECK_SSL.spec(),
+    TIMEOUT.spec(),
+    SEND_DATA_AS_JSON.spec(),
 ];
 
-smsgw_core::register_provider!(ProviderDescriptor {
-    name: NAME,
-    aliases: &[PRIVACYIDEA_MODULE],
-    description: "Any SMS gateway reached by an HTTP GET or POST request (privacyIDEA's HttpSMSProvider).",
-    params: PARAMS,
-    free_options: true,
-    headers: true,
-    capabilities: Capabilities::none()
-        .long_messages()
-        .headers()
-        .verbatim_phone(),
-    factory: build,
-});
+smsgw_core::register_provider!(
+    ProviderDescriptor::new(
+        NAME,
+        "Any SMS gateway reached by an HTTP GET or POST request (privacyIDEA's HttpSMSProvider).",
+        build,
+    )
+    .aliases(&[PRIVACYIDEA_MODULE])
+    .params(PARAMS)
+    .free_options()
+    .capabilities(
+        Capabilities::none()
+            .long_messages()
+            .headers()
+            .verbatim_phone()
+    )
+);
 
 /// How a request parameter's value is produced.
 #[derive(Clone)]
@@ -202,36 +240,9 @@ impl std::fmt::Debug for HttpProvider {
     }
 }
 
-fn non_empty<'a>(ctx: &BuildContext<'a>, name: &str) -> Option<&'a str> {
-    ctx.get(name).filter(|v| !v.is_empty())
-}
-
-fn proxy_url(ctx: &BuildContext<'_>, errs: &mut ConfigErrors, name: &str) -> Option<SecretString> {
-    let raw = non_empty(ctx, name)?.trim();
-    let full = if raw.contains("://") {
-        raw.to_owned()
-    } else {
-        format!("http://{raw}")
-    };
-    match Url::parse(&full) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-            Some(SecretString::from(full))
-        }
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            errs.push(ctx.problem(
-                name,
-                format!(
-                    "proxy scheme '{}' is not supported (use http:// or https://)",
-                    u.scheme()
-                ),
-            ));
-            None
-        }
-        _ => {
-            errs.push(ctx.problem(name, format!("'{}' is not a proxy URL", censor_url(&full))));
-            None
-        }
-    }
+/// A proxy URL as reqwest takes it (the core parsed and checked it).
+fn proxy(ctx: &BuildContext<'_>, param: &Param<Url>) -> Option<SecretString> {
+    ctx.opt(param).map(|u| SecretString::from(String::from(u)))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -246,9 +257,7 @@ fn percent_decode(s: &str) -> String {
 fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
     let mut errs = ConfigErrors::new();
 
-    // URL (the core checked that it parses and has a host).
-    let mut url = Url::parse(ctx.get("URL").unwrap_or_default().trim())
-        .unwrap_or_else(|_| Url::parse("http://invalid.invalid/").unwrap());
+    let mut url = ctx.get(&URL);
     if !matches!(url.scheme(), "http" | "https") {
         errs.push(ctx.problem(
             "URL",
@@ -261,34 +270,26 @@ fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
     let _ = url.set_password(None);
     url.set_fragment(None);
 
-    let method = match ctx
-        .text("HTTP_METHOD")
-        .unwrap_or("GET")
-        .trim()
-        .to_ascii_uppercase()
-        .as_str()
-    {
+    let method = match ctx.get(&HTTP_METHOD) {
         "POST" => Method::Post,
         _ => Method::Get,
     };
     let body = match method {
         Method::Get => Body::Query,
-        Method::Post if ctx.yes_no("SEND_DATA_AS_JSON") => Body::Json,
+        Method::Post if ctx.get(&SEND_DATA_AS_JSON) => Body::Json,
         Method::Post => Body::Form,
     };
 
     // Basic authentication: USERNAME/PASSWORD, else user:password@ in the URL.
-    let username = ctx.get("USERNAME");
-    let password = ctx.get("PASSWORD");
+    let username = ctx.opt(&USERNAME);
+    let password = ctx.opt(&PASSWORD);
     let auth = match (username, password) {
-        (Some(u), Some(p)) if !u.is_empty() => {
-            Some((u.to_owned(), SecretString::from(p.to_owned())))
-        }
+        (Some(u), Some(p)) if !u.is_empty() => Some((u, p)),
         (Some(u), None) if !u.is_empty() => {
             errs.push(ctx.problem("PASSWORD", "USERNAME is set but PASSWORD is not: set PASSWORD (it may be empty) or remove USERNAME"));
             None
         }
-        (None | Some(""), Some(p)) if !p.is_empty() => {
+        (None, Some(p)) | (Some(_), Some(p)) if !p.expose_secret().is_empty() => {
             errs.push(ctx.problem("USERNAME", "PASSWORD is set but USERNAME is not"));
             None
         }
@@ -299,9 +300,9 @@ fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
     };
 
     let proxies = Proxies {
-        http: proxy_url(ctx, &mut errs, "HTTP_PROXY"),
-        https: proxy_url(ctx, &mut errs, "HTTPS_PROXY"),
-        all: proxy_url(ctx, &mut errs, "PROXY"),
+        http: proxy(ctx, &HTTP_PROXY),
+        https: proxy(ctx, &HTTPS_PROXY),
+        all: proxy(ctx, &PROXY),
     };
 
     // Request parameters: the free options in order, then PARAMETER's entries.
@@ -309,26 +310,21 @@ fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
         .free_options()
         .map(|(k, v)| (k.to_owned(), Value::Template(v.to_owned())))
         .collect();
-    if let Some(text) = non_empty(ctx, "PARAMETER") {
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(map)) => {
-                for (k, v) in map {
-                    if params.iter().any(|(name, _)| *name == k) {
-                        errs.push(ctx.problem(
-                            &k,
-                            format!("the option '{k}' has the same name as a key of PARAMETER; remove one of them"),
-                        ));
-                    } else {
-                        params.push((k, Value::Fixed(v)));
-                    }
-                }
-            }
-            _ => errs.push(ctx.problem("PARAMETER", "must be a JSON object (or a TOML table)")),
+    for (k, v) in ctx.opt(&PARAMETER).unwrap_or_default() {
+        if params.iter().any(|(name, _)| *name == k) {
+            errs.push(ctx.problem(
+                &k,
+                format!(
+                    "the option '{k}' has the same name as a key of PARAMETER; remove one of them"
+                ),
+            ));
+        } else {
+            params.push((k, Value::Fixed(v)));
         }
     }
 
     let mut headers = Vec::new();
-    for (k, v) in ctx.headers {
+    for (k, v) in ctx.headers() {
         match HeaderName::from_bytes(k.trim().as_bytes()) {
             Ok(name) => {
                 if HeaderValue::from_bytes(v.as_bytes()).is_err() {
@@ -340,21 +336,18 @@ fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
         }
     }
 
-    let timeout = ctx.seconds("TIMEOUT").unwrap_or(Duration::from_secs(3));
+    let non_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
     let provider = HttpProvider {
-        gateway: ctx.gateway.to_owned(),
+        gateway: ctx.gateway().to_owned(),
         url,
         method,
         body,
         auth,
-        return_success: non_empty(ctx, "RETURN_SUCCESS").map(str::to_owned),
-        return_fail: non_empty(ctx, "RETURN_FAIL").map(str::to_owned),
+        return_success: non_empty(ctx.opt(&RETURN_SUCCESS)),
+        return_fail: non_empty(ctx.opt(&RETURN_FAIL)),
         proxies,
-        check_ssl: ctx
-            .text("CHECK_SSL")
-            .and_then(smsgw_core::parse_yes_no)
-            .unwrap_or(true),
-        timeout,
+        check_ssl: ctx.get(&CHECK_SSL),
+        timeout: ctx.get(&TIMEOUT),
         params,
         headers,
         client: OnceLock::new(),

@@ -23,34 +23,36 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
+use smsgw_core::toml;
 use smsgw_core::{
-    ErrorKind, Gateway, GatewayDef, Message, ParamKind, ProviderDescriptor, Registry, SmtpServer,
+    ErrorKind, Gateway, GatewayDef, Message, ParamKind, ProviderDescriptor, Registry,
     parse_seconds, parse_yes_no,
 };
 
 use crate::logs::LogCapture;
 use crate::{Fault, SinkHandle};
 
-/// A gateway definition and the SMTP servers it may reference.
+/// A gateway definition and the top-level configuration sections it may reference (e.g.
+/// `smtp_servers`).
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// The gateway definition.
     pub gateway: GatewayDef,
-    /// Central SMTP servers (for providers that use them).
-    pub smtp_servers: IndexMap<String, SmtpServer>,
+    /// Top-level sections owned by registered crates (for providers that use them).
+    pub sections: IndexMap<String, toml::Value>,
 }
 
 impl Setup {
-    /// A setup without SMTP servers.
+    /// A setup without sections.
     pub fn new(gateway: GatewayDef) -> Self {
         Setup {
             gateway,
-            smtp_servers: IndexMap::new(),
+            sections: IndexMap::new(),
         }
     }
 
     fn build(&self) -> Result<Gateway, smsgw_core::ConfigErrors> {
-        Gateway::build(&self.gateway, &self.smtp_servers, Registry::global())
+        Gateway::build(&self.gateway, &self.sections, Registry::global())
     }
 }
 
@@ -750,7 +752,15 @@ async fn secrets_never_shown(h: &dyn Harness, c: &Ctx) -> Result<(), String> {
     }
     shown += &format!("{gw:?}\n");
     let setup = h.definition(sink.addr(), TIMEOUT_SECS);
-    shown += &format!("{:?}\n{:?}\n", setup.gateway, setup.smtp_servers);
+    shown += &format!(
+        "{:?}\n{}\n",
+        setup.gateway,
+        setup
+            .sections
+            .values()
+            .map(|v| smsgw_core::censor_toml(v).to_string())
+            .collect::<String>()
+    );
     let mut broken = setup.clone();
     broken
         .gateway

@@ -13,7 +13,8 @@
 
 use std::net::SocketAddr;
 
-use smsgw_core::{GatewayDef, Registry, SmtpServer};
+use smsgw_core::toml;
+use smsgw_core::{GatewayDef, Registry};
 
 use crate::conformance::{Harness, Setup};
 use crate::{Fault, FaultPlan, Recorder, SinkHandle};
@@ -167,11 +168,16 @@ impl Harness for SmtpHarness {
         start_loopback(self).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
-        let mut server = SmtpServer::new(format!("smtp://{addr}"), "otp@example.org");
-        server.timeout = Some(timeout_secs);
-        server.username = Some(SMTP_CREDENTIALS.0.into());
-        server.password = Some(SMTP_CREDENTIALS.1.into());
-        server.allow_insecure_auth = true;
+        // The `[smtp_servers.sink]` table smsgw-smtp reads.
+        let mut server = toml::Table::new();
+        server.insert("server".into(), format!("smtp://{addr}").into());
+        server.insert("sender".into(), "otp@example.org".into());
+        server.insert("timeout".into(), timeout_secs.into());
+        server.insert("username".into(), SMTP_CREDENTIALS.0.into());
+        server.insert("password".into(), SMTP_CREDENTIALS.1.into());
+        server.insert("allow_insecure_auth".into(), true.into());
+        let mut servers = toml::Table::new();
+        servers.insert("sink".into(), toml::Value::Table(server));
         let mut setup = Setup::new(gateway(
             "smtp-sink",
             "smtp",
@@ -182,7 +188,9 @@ impl Harness for SmtpHarness {
                 ("BODY", "{otp}".into()),
             ],
         ));
-        setup.smtp_servers.insert("sink".into(), server);
+        setup
+            .sections
+            .insert("smtp_servers".into(), toml::Value::Table(servers));
         setup
     }
     fn secrets(&self) -> Vec<String> {

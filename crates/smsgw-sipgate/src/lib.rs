@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use smsgw_core::secrecy::{ExposeSecret, SecretString};
 use smsgw_core::{
-    BuildContext, CENSORED, Capabilities, ConfigErrors, ErrorKind, Message, ParamKind, ParamSpec,
-    Provider, ProviderDescriptor, Receipt, SendError, censor_url,
+    BuildContext, CENSORED, Capabilities, ConfigErrors, ErrorKind, Given, Message, Param,
+    ParamSpec, Provider, ProviderDescriptor, Receipt, SendError, censor_url,
 };
 use url::Url;
 
@@ -46,39 +46,55 @@ pub const XMLRPC_URL: &str = "https://samurai.sipgate.net/RPC2";
 /// The REST API base (default `URL` with `API = "rest"`).
 pub const REST_URL: &str = "https://api.sipgate.com/v2";
 
+const USERNAME: Param<String, Given> =
+    Param::text("USERNAME", "The sipgate user name (REST: the token id).").required();
+const PASSWORD: Param<SecretString, Given> = Param::secret(
+    "PASSWORD",
+    "The sipgate password (REST: the personal access token).",
+)
+.required();
+const PROXY: Param<Url> = Param::proxy("PROXY", "A proxy URL for all requests.");
+// The declared default is the XML-RPC endpoint; with API = rest the factory uses REST_URL.
+const URL: Param<Url, Given> = Param::url(
+    "URL",
+    "The XML-RPC endpoint; with API = rest the REST base URL (default https://api.sipgate.com/v2).",
+)
+.default_value(XMLRPC_URL);
+const TIMEOUT: Param<Duration, Given> =
+    Param::seconds("TIMEOUT", "Seconds the whole exchange may take.").default_value("60");
+const API: Param<&str, Given> = Param::choice(
+    "API",
+    "xmlrpc (samurai.SessionInitiate, as privacyIDEA) or rest (POST /sessions/sms).",
+    &["xmlrpc", "rest"],
+)
+.default_value("xmlrpc");
+const SMS_ID: Param<String, Given> = Param::text(
+    "SMS_ID",
+    "REST only: the id of the SMS extension to send from.",
+)
+.default_value("s0");
+
 /// The parameters.
 pub const PARAMS: &[ParamSpec] = &[
-    ParamSpec::new("USERNAME", "The sipgate user name (REST: the token id).").required(),
-    ParamSpec::new("PASSWORD", "The sipgate password (REST: the personal access token).")
-        .required()
-        .secret(),
-    ParamSpec::new("PROXY", "A proxy URL for all requests."),
-    ParamSpec::new(
-        "URL",
-        "The XML-RPC endpoint; with API = rest the REST base URL (default https://api.sipgate.com/v2).",
-    )
-    .kind(ParamKind::Url)
-    .default_value(XMLRPC_URL),
-    ParamSpec::new("TIMEOUT", "Seconds the whole exchange may take.")
-        .kind(ParamKind::Seconds)
-        .default_value("60"),
-    ParamSpec::new("API", "xmlrpc (samurai.SessionInitiate, as privacyIDEA) or rest (POST /sessions/sms).")
-        .allowed(&["xmlrpc", "rest"])
-        .default_value("xmlrpc"),
-    ParamSpec::new("SMS_ID", "REST only: the id of the SMS extension to send from.")
-        .default_value("s0"),
+    USERNAME.spec(),
+    PASSWORD.spec(),
+    PROXY.spec(),
+    URL.spec(),
+    TIMEOUT.spec(),
+    API.spec(),
+    SMS_ID.spec(),
 ];
 
-smsgw_core::register_provider!(ProviderDescriptor {
-    name: NAME,
-    aliases: &[PRIVACYIDEA_MODULE],
-    description: "sipgate: XML-RPC samurai.SessionInitiate (privacyIDEA's SipgateSMSProvider) or the REST API.",
-    params: PARAMS,
-    free_options: false,
-    headers: false,
-    capabilities: Capabilities::none().long_messages(),
-    factory: build,
-});
+smsgw_core::register_provider!(
+    ProviderDescriptor::new(
+        NAME,
+        "sipgate: XML-RPC samurai.SessionInitiate (privacyIDEA's SipgateSMSProvider) or the REST API.",
+        build,
+    )
+    .aliases(&[PRIVACYIDEA_MODULE])
+    .params(PARAMS)
+    .capabilities(Capabilities::none().long_messages())
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
@@ -119,80 +135,44 @@ impl std::fmt::Debug for SipgateProvider {
 
 fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
     let mut errs = ConfigErrors::new();
-    let api = match ctx
-        .text("API")
-        .unwrap_or("xmlrpc")
-        .trim()
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let api = match ctx.get(&API) {
         "rest" => Api::Rest,
         _ => Api::XmlRpc,
     };
-    let default_url = match api {
-        Api::XmlRpc => XMLRPC_URL,
-        Api::Rest => REST_URL,
-    };
-    let raw_url = ctx
-        .get("URL")
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or(default_url);
-    let url = match Url::parse(raw_url.trim()) {
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            errs.push(ctx.problem(
-                "URL",
-                format!("scheme '{}' is not http:// or https://", u.scheme()),
-            ));
-            u
-        }
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-            errs.push(ctx.problem(
-                "URL",
-                "put the credentials in USERNAME and PASSWORD, not in the URL",
-            ));
-            u
-        }
-        Ok(u) => u,
-        Err(_) => Url::parse(default_url).expect("default URL"),
-    };
-    let proxy = ctx
-        .get("PROXY")
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .and_then(|p| {
-            let full = if p.contains("://") {
-                p.to_owned()
-            } else {
-                format!("http://{p}")
-            };
-            match Url::parse(&full) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-                    Some(SecretString::from(full))
-                }
-                _ => {
-                    errs.push(ctx.problem(
-                        "PROXY",
-                        format!(
-                            "'{}' is not an http:// or https:// proxy URL",
-                            censor_url(&full)
-                        ),
-                    ));
-                    None
-                }
+    let url = match (ctx.opt(&URL), api) {
+        (Some(u), _) => u,
+        (None, Api::XmlRpc) => ctx.get(&URL),
+        (None, Api::Rest) => match Url::parse(REST_URL) {
+            Ok(u) => u,
+            Err(e) => {
+                errs.push(ctx.problem("URL", format!("the built-in REST URL is invalid: {e}")));
+                return Err(errs);
             }
-        });
-    if api == Api::XmlRpc && ctx.get("SMS_ID").is_some() {
+        },
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        errs.push(ctx.problem(
+            "URL",
+            format!("scheme '{}' is not http:// or https://", url.scheme()),
+        ));
+    } else if !url.username().is_empty() || url.password().is_some() {
+        errs.push(ctx.problem(
+            "URL",
+            "put the credentials in USERNAME and PASSWORD, not in the URL",
+        ));
+    }
+    if api == Api::XmlRpc && ctx.opt(&SMS_ID).is_some() {
         errs.push(ctx.problem("SMS_ID", "only used with API = \"rest\""));
     }
     let provider = SipgateProvider {
-        gateway: ctx.gateway.to_owned(),
+        gateway: ctx.gateway().to_owned(),
         api,
         url,
-        username: ctx.get("USERNAME").unwrap_or_default().to_owned(),
-        password: SecretString::from(ctx.get("PASSWORD").unwrap_or_default().to_owned()),
-        proxy,
-        timeout: ctx.seconds("TIMEOUT").unwrap_or(Duration::from_secs(60)),
-        sms_id: ctx.text("SMS_ID").unwrap_or("s0").to_owned(),
+        username: ctx.get(&USERNAME),
+        password: ctx.get(&PASSWORD),
+        proxy: ctx.opt(&PROXY).map(|u| SecretString::from(String::from(u))),
+        timeout: ctx.get(&TIMEOUT),
+        sms_id: ctx.get(&SMS_ID),
         client: OnceLock::new(),
     };
     errs.into_result(Arc::new(provider) as Arc<dyn Provider>)

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use smsgw_core::secrecy::SecretString;
-use smsgw_core::{BuildContext, ConfigErrors, ParamKind, ParamSpec};
+use smsgw_core::secrecy::{ExposeSecret, SecretString};
+use smsgw_core::{BuildContext, ConfigErrors, Given, Param, ParamSpec};
 
 /// How the session binds: `transmitter` (send only) or `transceiver` (send and receive delivery
 /// receipts).
@@ -34,105 +34,129 @@ pub const MAX_SYSTEM_TYPE: usize = 12;
 /// Longest source or destination address (21 octets with NUL).
 pub const MAX_ADDRESS: usize = 20;
 
-const INT_TON: ParamKind = ParamKind::Integer { min: 0, max: 6 };
-const INT_NPI: ParamKind = ParamKind::Integer { min: 0, max: 18 };
+const SMSC_HOST: Param<String, Given> = Param::text(
+    "SMSC_HOST",
+    "Host name or IP address of the SMS center (SMSC).",
+)
+.required();
+const SMSC_PORT: Param<u16, Given> = Param::integer(
+    "SMSC_PORT",
+    "TCP port of the SMSC (2775 is usual).",
+    1,
+    65535,
+)
+.required();
+const SYSTEM_ID: Param<String> = Param::text(
+    "SYSTEM_ID",
+    "The system_id the session binds with (at most 15 characters).",
+);
+const PASSWORD: Param<SecretString> = Param::secret(
+    "PASSWORD",
+    "The password the session binds with (at most 8 characters).",
+);
+const S_ADDR: Param<String> = Param::text(
+    "S_ADDR",
+    "The sender shown to the recipient: source_addr (a number or up to 11 letters with S_ADDR_TON 5; at most 20 characters).",
+);
+const S_ADDR_TON: Param<u8, Given> = Param::integer(
+    "S_ADDR_TON",
+    "Type of number of S_ADDR: 0 unknown, 1 international, 2 national, 3 network specific, 4 subscriber, 5 alphanumeric, 6 abbreviated.",
+    0,
+    6,
+)
+.default_value("0");
+const S_ADDR_NPI: Param<u8, Given> = Param::integer(
+    "S_ADDR_NPI",
+    "Numbering plan of S_ADDR: 0 unknown, 1 ISDN/E.164, 3 data, 4 telex, 6 land mobile, 8 national, 9 private, 10 ERMES, 14 internet, 18 WAP.",
+    0,
+    18,
+)
+.default_value("0");
+const D_ADDR_TON: Param<u8, Given> = Param::integer(
+    "D_ADDR_TON",
+    "Type of number of the recipient's phone number (see S_ADDR_TON); 1 for international numbers without '+'.",
+    0,
+    6,
+)
+.default_value("0");
+const D_ADDR_NPI: Param<u8, Given> = Param::integer(
+    "D_ADDR_NPI",
+    "Numbering plan of the recipient's phone number (see S_ADDR_NPI); 1 for E.164.",
+    0,
+    18,
+)
+.default_value("0");
+const SYSTEM_TYPE: Param<String, Given> = Param::text(
+    "SYSTEM_TYPE",
+    "The system_type the session binds with (at most 12 characters); empty unless the SMSC operator says otherwise.",
+)
+.default_value("");
+const TLS: Param<bool, Given> = Param::yes_no(
+    "TLS",
+    "SMPP over TLS (the certificate is checked against the web PKI roots unless CHECK_SSL = no).",
+)
+.default_value("no");
+const CHECK_SSL: Param<bool, Given> = Param::yes_no(
+    "CHECK_SSL",
+    "Verify the SMSC's TLS certificate and host name; no accepts any certificate (test SMSCs). Only with TLS = yes: CHECK_SSL = no without it is a configuration error.",
+)
+.default_value("yes");
+const WINDOW: Param<usize, Given> = Param::integer(
+    "WINDOW",
+    "The most submit_sm awaiting their response at once on the session; more sends wait.",
+    1,
+    1000,
+)
+.default_value("10");
+const THROUGHPUT: Param<u32, Given> = Param::integer(
+    "THROUGHPUT",
+    "The most submit_sm a second the SMSC operator allows; 0 for no limit.",
+    0,
+    100_000,
+)
+.default_value("0");
+const ENQUIRE_LINK: Param<Duration, Given> = Param::seconds(
+    "ENQUIRE_LINK",
+    "Seconds between enquire_link keep-alives on an idle session.",
+)
+.default_value("30");
+const TIMEOUT: Param<Duration, Given> = Param::seconds(
+    "TIMEOUT",
+    "Seconds to wait for the connection, for each response of the SMSC (bind, submit_sm, enquire_link).",
+)
+.default_value("5");
+const REGISTERED_DELIVERY: Param<bool, Given> = Param::yes_no(
+    "REGISTERED_DELIVERY",
+    "Ask the SMSC for a delivery receipt of every message (registered_delivery 1); they arrive on BIND = transceiver.",
+)
+.default_value("no");
+const BIND: Param<&str, Given> = Param::choice(
+    "BIND",
+    "How the session binds: transmitter (send only) or transceiver (also receives delivery receipts).",
+    &["transmitter", "transceiver"],
+)
+.default_value("transmitter");
 
 /// The parameters of the `smpp` provider, with privacyIDEA's names first.
 pub static PARAMS: &[ParamSpec] = &[
-    ParamSpec::new("SMSC_HOST", "Host name or IP address of the SMS center (SMSC).").required(),
-    ParamSpec::new("SMSC_PORT", "TCP port of the SMSC (2775 is usual).")
-        .required()
-        .kind(ParamKind::Integer { min: 1, max: 65535 }),
-    ParamSpec::new(
-        "SYSTEM_ID",
-        "The system_id the session binds with (at most 15 characters).",
-    ),
-    ParamSpec::new(
-        "PASSWORD",
-        "The password the session binds with (at most 8 characters).",
-    )
-    .secret(),
-    ParamSpec::new(
-        "S_ADDR",
-        "The sender shown to the recipient: source_addr (a number or up to 11 letters with S_ADDR_TON 5; at most 20 characters).",
-    ),
-    ParamSpec::new(
-        "S_ADDR_TON",
-        "Type of number of S_ADDR: 0 unknown, 1 international, 2 national, 3 network specific, 4 subscriber, 5 alphanumeric, 6 abbreviated.",
-    )
-    .kind(INT_TON)
-    .default_value("0"),
-    ParamSpec::new(
-        "S_ADDR_NPI",
-        "Numbering plan of S_ADDR: 0 unknown, 1 ISDN/E.164, 3 data, 4 telex, 6 land mobile, 8 national, 9 private, 10 ERMES, 14 internet, 18 WAP.",
-    )
-    .kind(INT_NPI)
-    .default_value("0"),
-    ParamSpec::new(
-        "D_ADDR_TON",
-        "Type of number of the recipient's phone number (see S_ADDR_TON); 1 for international numbers without '+'.",
-    )
-    .kind(INT_TON)
-    .default_value("0"),
-    ParamSpec::new(
-        "D_ADDR_NPI",
-        "Numbering plan of the recipient's phone number (see S_ADDR_NPI); 1 for E.164.",
-    )
-    .kind(INT_NPI)
-    .default_value("0"),
-    ParamSpec::new(
-        "SYSTEM_TYPE",
-        "The system_type the session binds with (at most 12 characters); empty unless the SMSC operator says otherwise.",
-    )
-    .default_value(""),
-    ParamSpec::new(
-        "TLS",
-        "SMPP over TLS (the certificate is checked against the web PKI roots unless CHECK_SSL = no).",
-    )
-    .kind(ParamKind::YesNo)
-    .default_value("no"),
-    ParamSpec::new(
-        "CHECK_SSL",
-        "Verify the SMSC's TLS certificate and host name; no accepts any certificate (test SMSCs). Only with TLS = yes: CHECK_SSL = no without it is a configuration error.",
-    )
-    .kind(ParamKind::YesNo)
-    .default_value("yes"),
-    ParamSpec::new(
-        "WINDOW",
-        "The most submit_sm awaiting their response at once on the session; more sends wait.",
-    )
-    .kind(ParamKind::Integer { min: 1, max: 1000 })
-    .default_value("10"),
-    ParamSpec::new(
-        "THROUGHPUT",
-        "The most submit_sm a second the SMSC operator allows; 0 for no limit.",
-    )
-    .kind(ParamKind::Integer { min: 0, max: 100_000 })
-    .default_value("0"),
-    ParamSpec::new(
-        "ENQUIRE_LINK",
-        "Seconds between enquire_link keep-alives on an idle session.",
-    )
-    .kind(ParamKind::Seconds)
-    .default_value("30"),
-    ParamSpec::new(
-        "TIMEOUT",
-        "Seconds to wait for the connection, for each response of the SMSC (bind, submit_sm, enquire_link).",
-    )
-    .kind(ParamKind::Seconds)
-    .default_value("5"),
-    ParamSpec::new(
-        "REGISTERED_DELIVERY",
-        "Ask the SMSC for a delivery receipt of every message (registered_delivery 1); they arrive on BIND = transceiver.",
-    )
-    .kind(ParamKind::YesNo)
-    .default_value("no"),
-    ParamSpec::new(
-        "BIND",
-        "How the session binds: transmitter (send only) or transceiver (also receives delivery receipts).",
-    )
-    .allowed(&["transmitter", "transceiver"])
-    .default_value("transmitter"),
+    SMSC_HOST.spec(),
+    SMSC_PORT.spec(),
+    SYSTEM_ID.spec(),
+    PASSWORD.spec(),
+    S_ADDR.spec(),
+    S_ADDR_TON.spec(),
+    S_ADDR_NPI.spec(),
+    D_ADDR_TON.spec(),
+    D_ADDR_NPI.spec(),
+    SYSTEM_TYPE.spec(),
+    TLS.spec(),
+    CHECK_SSL.spec(),
+    WINDOW.spec(),
+    THROUGHPUT.spec(),
+    ENQUIRE_LINK.spec(),
+    TIMEOUT.spec(),
+    REGISTERED_DELIVERY.spec(),
+    BIND.spec(),
 ];
 
 /// Everything a provider needs, checked.
@@ -212,17 +236,12 @@ impl Settings {
     /// Reads and checks a gateway definition; every problem is reported.
     pub fn from_context(ctx: &BuildContext<'_>) -> Result<Settings, ConfigErrors> {
         let mut errs = ConfigErrors::new();
-        let text = |k: &str| ctx.text(k).unwrap_or("").trim().to_owned();
-        let host = text("SMSC_HOST");
+        let host = ctx.get(&SMSC_HOST).trim().to_owned();
         if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
             errs.push(ctx.problem(
                 "SMSC_HOST",
                 format!("'{host}' is not a host name or IP address"),
             ));
-        }
-        let port = ctx.integer("SMSC_PORT").unwrap_or(0);
-        if !(1..=65535).contains(&port) {
-            errs.push(ctx.problem("SMSC_PORT", "must be a port number 1..=65535"));
         }
         let mut limited = |key: &str, value: &str, max: usize, secret: bool| {
             if value.len() > max {
@@ -242,22 +261,24 @@ impl Settings {
                 errs.push(ctx.problem(key, msg));
             }
         };
-        let system_id = ctx.text("SYSTEM_ID").unwrap_or("").to_owned();
+        let system_id = ctx.opt(&SYSTEM_ID).unwrap_or_default();
         limited("SYSTEM_ID", &system_id, MAX_SYSTEM_ID, false);
-        let password = ctx.text("PASSWORD").unwrap_or("").to_owned();
-        limited("PASSWORD", &password, MAX_PASSWORD, true);
-        let system_type = ctx.text("SYSTEM_TYPE").unwrap_or("").to_owned();
+        let password = ctx
+            .opt(&PASSWORD)
+            .unwrap_or_else(|| SecretString::from(String::new()));
+        limited("PASSWORD", password.expose_secret(), MAX_PASSWORD, true);
+        let system_type = ctx.get(&SYSTEM_TYPE);
         limited("SYSTEM_TYPE", &system_type, MAX_SYSTEM_TYPE, false);
-        let source_addr = ctx.text("S_ADDR").unwrap_or("").to_owned();
+        let source_addr = ctx.opt(&S_ADDR).unwrap_or_default();
         limited("S_ADDR", &source_addr, MAX_ADDRESS, false);
-        let tls = ctx.yes_no("TLS");
+        let tls = ctx.get(&TLS);
         if tls && !cfg!(feature = "tls") {
             errs.push(ctx.problem(
                 "TLS",
                 "this build of smsgw-smpp has no TLS support: enable its feature \"tls\"",
             ));
         }
-        let check_ssl = ctx.yes_no("CHECK_SSL");
+        let check_ssl = ctx.get(&CHECK_SSL);
         if !check_ssl && !tls {
             // Relaxing the certificate check of a connection that has none: TLS was almost
             // certainly forgotten, and the session would go out in plain text unnoticed.
@@ -266,39 +287,29 @@ impl Settings {
                 "\"no\" only applies to TLS connections, but TLS is not \"yes\": set TLS = \"yes\" (or remove CHECK_SSL)",
             ));
         }
-        let int = |k: &str, default: i64| ctx.integer(k).unwrap_or(default);
-        let bind = match text("BIND").to_ascii_lowercase().as_str() {
-            "" | "transmitter" => BindMode::Transmitter,
+        let bind = match ctx.get(&BIND) {
             "transceiver" => BindMode::Transceiver,
-            other => {
-                errs.push(ctx.problem(
-                    "BIND",
-                    format!("'{other}' is not one of transmitter, transceiver"),
-                ));
-                BindMode::Transmitter
-            }
+            _ => BindMode::Transmitter,
         };
         let settings = Settings {
-            gateway: ctx.gateway.to_owned(),
+            gateway: ctx.gateway().to_owned(),
             host,
-            port: port.clamp(0, 65535) as u16,
+            port: ctx.get(&SMSC_PORT),
             tls,
             check_ssl,
             system_id,
-            password: SecretString::from(password),
+            password,
             system_type,
             source_addr,
-            source_ton: int("S_ADDR_TON", 0).clamp(0, 255) as u8,
-            source_npi: int("S_ADDR_NPI", 0).clamp(0, 255) as u8,
-            dest_ton: int("D_ADDR_TON", 0).clamp(0, 255) as u8,
-            dest_npi: int("D_ADDR_NPI", 0).clamp(0, 255) as u8,
-            window: int("WINDOW", 10).clamp(1, 1000) as usize,
-            throughput: int("THROUGHPUT", 0).clamp(0, 100_000) as u32,
-            enquire_link: ctx
-                .seconds("ENQUIRE_LINK")
-                .unwrap_or(Duration::from_secs(30)),
-            timeout: ctx.seconds("TIMEOUT").unwrap_or(Duration::from_secs(5)),
-            registered_delivery: u8::from(ctx.yes_no("REGISTERED_DELIVERY")),
+            source_ton: ctx.get(&S_ADDR_TON),
+            source_npi: ctx.get(&S_ADDR_NPI),
+            dest_ton: ctx.get(&D_ADDR_TON),
+            dest_npi: ctx.get(&D_ADDR_NPI),
+            window: ctx.get(&WINDOW),
+            throughput: ctx.get(&THROUGHPUT),
+            enquire_link: ctx.get(&ENQUIRE_LINK),
+            timeout: ctx.get(&TIMEOUT),
+            registered_delivery: u8::from(ctx.get(&REGISTERED_DELIVERY)),
             bind,
         };
         errs.into_result(settings)

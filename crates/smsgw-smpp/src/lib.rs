@@ -78,16 +78,18 @@ fn factory(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
     Ok(Arc::new(SmppProvider::new(settings)))
 }
 
-smsgw_core::register_provider!(ProviderDescriptor {
-    name: NAME,
-    aliases: &[PRIVACYIDEA_MODULE],
-    description: "SMS centers over SMPP 3.4, one persistent session per gateway",
-    params: PARAMS,
-    free_options: false,
-    headers: false,
-    capabilities: Capabilities::none()
-        .long_messages()
-        .delivery_reports()
-        .verbatim_phone(),
-    factory,
-});
+smsgw_core::register_provider!(
+    ProviderDescriptor::new(
+        NAME,
+        "SMS centers over SMPP 3.4, one persistent session per gateway",
+        factory,
+    )
+    .aliases(&[PRIVACYIDEA_MODULE])
+    .params(PARAMS)
+    .capabilities(
+        Capabilities::none()
+            .long_messages()
+            .delivery_reports()
+            .verbatim_phone()
+    )
+);

@@ -48,7 +48,10 @@ fn conformance_runs_the_extra_providers_harness() {
     let o = smsgw(&["conformance", "--provider", "linegw"]);
     let out = stdout(&o);
     assert!(out.contains("ok   linegw   sends_arrive_intact"), "{out}");
-    assert!(out.contains("ok   linegw   receipts_carry_message_ids"), "{out}");
+    assert!(
+        out.contains("ok   linegw   receipts_carry_message_ids"),
+        "{out}"
+    );
     // Until the core's log line of a failed send names its kind (branch `core`), the suite's
     // failure_log_names_its_kind check fails for every provider; nothing else may.
     let failures: Vec<&str> = out

@@ -21,34 +21,30 @@ use std::time::Duration;
 
 use smsgw_core::secrecy::{ExposeSecret, SecretString};
 use smsgw_core::{
-    BuildContext, Capabilities, ConfigErrors, ErrorKind, Message, ParamKind, ParamSpec, Provider,
+    BuildContext, Capabilities, ConfigErrors, ErrorKind, Given, Message, Param, Provider,
     ProviderDescriptor, Receipt, SendError, async_trait, register_provider,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-const PARAMS: &[ParamSpec] = &[
-    ParamSpec::new("HOST", "The gateway's host name or address.").required(),
-    ParamSpec::new("PORT", "The gateway's TCP port.")
-        .required()
-        .kind(ParamKind::Integer { min: 1, max: 65535 }),
-    ParamSpec::new("TOKEN", "The access token the gateway issued.")
-        .required()
-        .secret(),
-    ParamSpec::new("TIMEOUT", "Seconds one send may take as a whole.")
-        .kind(ParamKind::Seconds)
-        .default_value("5"),
-];
+const HOST: Param<String, Given> =
+    Param::text("HOST", "The gateway's host name or address.").required();
+const PORT: Param<u16, Given> =
+    Param::integer("PORT", "The gateway's TCP port.", 1, 65535).required();
+const TOKEN: Param<SecretString, Given> =
+    Param::secret("TOKEN", "The access token the gateway issued.").required();
+const TIMEOUT: Param<Duration, Given> =
+    Param::seconds("TIMEOUT", "Seconds one send may take as a whole.").default_value("5");
 
-register_provider!(ProviderDescriptor {
-    name: "linegw",
-    aliases: &["example.LineGateway"],
-    description: "Example third-party provider: JSON lines over TCP.",
-    params: PARAMS,
-    free_options: false,
-    headers: false,
-    capabilities: Capabilities::none().long_messages().verbatim_phone(),
-    factory: build,
-});
+register_provider!(
+    ProviderDescriptor::new(
+        "linegw",
+        "Example third-party provider: JSON lines over TCP.",
+        build
+    )
+    .aliases(&["example.LineGateway"])
+    .params(&[HOST.spec(), PORT.spec(), TOKEN.spec(), TIMEOUT.spec()])
+    .capabilities(Capabilities::none().long_messages().verbatim_phone())
+);
 
 /// A configured `linegw` gateway.
 pub struct LineGateway {
@@ -73,18 +69,18 @@ impl std::fmt::Debug for LineGateway {
 }
 
 fn build(ctx: &BuildContext<'_>) -> Result<Arc<dyn Provider>, ConfigErrors> {
-    // The core has checked presence and kinds; only rules of our own remain.
+    // The core has checked and parsed every value; only rules of our own remain.
     let mut errs = ConfigErrors::new();
-    let host = ctx.get("HOST").unwrap_or_default().trim().to_owned();
+    let host = ctx.get(&HOST).trim().to_owned();
     if host.contains(['/', ' ']) {
         errs.push(ctx.problem("HOST", format!("'{host}' is not a host name")));
     }
     errs.into_result(Arc::new(LineGateway {
-        gateway: ctx.gateway.to_owned(),
+        gateway: ctx.gateway().to_owned(),
         host,
-        port: ctx.integer("PORT").unwrap_or(0) as u16,
-        token: SecretString::from(ctx.get("TOKEN").unwrap_or_default().to_owned()),
-        timeout: ctx.seconds("TIMEOUT").unwrap_or(Duration::from_secs(5)),
+        port: ctx.get(&PORT),
+        token: ctx.get(&TOKEN),
+        timeout: ctx.get(&TIMEOUT),
     }) as Arc<dyn Provider>)
 }
 
