@@ -13,7 +13,10 @@ cargo xtask <command>
                            the provider conformance suite, one line per check and provider
   docs [--check]           regenerate docs/providers/reference.md from the registry
                            (--check: fail if it is stale)
-  bench [--quick]          throughput benchmarks against the sinks (see docs/benchmarks.md)
+  bench [--quick] [--stream]
+                           throughput benchmarks against the sinks (see docs/benchmarks.md);
+                           --stream: only the constant-memory case (10 000 000 recipients,
+                           1 000 000 with --quick)
 ";
 
 fn main() -> ExitCode {
@@ -201,14 +204,7 @@ fn bench_one(
     n: usize,
     concurrency: u32,
 ) -> Result<BenchRow, String> {
-    let csv = dir.join(format!("recipients-{n}.csv"));
-    if !csv.exists() {
-        let mut body = String::with_capacity(n * 16);
-        for i in 0..n {
-            body.push_str(&format!("+4915{i:09}\n"));
-        }
-        std::fs::write(&csv, body).map_err(|e| e.to_string())?;
-    }
+    let csv = recipients_file(dir, n)?;
     let report = dir.join(format!("{gateway}-c{concurrency}.jsonl"));
     let out = Command::new(bin)
         .args(["-q", "-c"])
@@ -321,6 +317,69 @@ fn start_sinks(bin: &Path, dir: &Path) -> Result<SinkProcess, String> {
     Ok(process)
 }
 
+/// A recipients file of `n` lines, written as it goes (10 000 000 lines are 160 MB).
+fn recipients_file(dir: &Path, n: usize) -> Result<PathBuf, String> {
+    use std::io::Write;
+    let csv = dir.join(format!("recipients-{n}.csv"));
+    if !csv.exists() {
+        let tmp = csv.with_extension("tmp");
+        let mut w =
+            std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| e.to_string())?);
+        for i in 0..n {
+            writeln!(w, "+4915{i:09}").map_err(|e| e.to_string())?;
+        }
+        w.flush().map_err(|e| e.to_string())?;
+        drop(w);
+        std::fs::rename(&tmp, &csv).map_err(|e| e.to_string())?;
+    }
+    Ok(csv)
+}
+
+/// The streaming case: `n` recipients through HTTP at concurrency 64, no report (it would be
+/// gigabytes); the point is the peak resident memory, which must not grow with `n`.
+fn bench_stream(bin: &Path, dir: &Path, n: usize) -> Result<(), String> {
+    let csv = recipients_file(dir, n)?;
+    let sinks = start_sinks(bin, dir)?;
+    let out = Command::new(bin)
+        .args(["-q", "-c"])
+        .arg(&sinks.cfg)
+        .args([
+            "send",
+            "-g",
+            "http-sink",
+            "-m",
+            "Your code is 123456",
+            "--json",
+            "--file",
+        ])
+        .arg(&csv)
+        .args(["--concurrency", "64"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    drop(sinks);
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    let sent = json_number(&summary, "sent").unwrap_or(0.0);
+    let rss = json_number(&summary, "peak_rss_kib").unwrap_or(0.0) / 1024.0;
+    let rate = json_number(&summary, "messages_per_second").unwrap_or(0.0);
+    println!(
+        "stream: {n} recipients over http c64: sent {sent}, {rate:.0} msg/s, peak RSS {rss:.1} MiB"
+    );
+    std::fs::write(
+        dir.join("stream.json"),
+        format!(
+            "{{\"messages\": {n}, \"sent\": {sent}, \"messages_per_second\": {rate:.1}, \"peak_rss_mib\": {rss:.1}}}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    if sent < n as f64 {
+        return Err(format!(
+            "only {sent} of {n} sent: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let scale = |n: usize| if quick { n / 10 } else { n };
@@ -328,6 +387,9 @@ fn bench(args: &[String]) -> Result<(), String> {
     let bin = root().join("target/release/smsgw");
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    if args.iter().any(|a| a == "--stream") {
+        return bench_stream(&bin, &dir, scale(10_000_000));
+    }
     let mut runs: Vec<(&'static str, &str, usize, u32)> = Vec::new();
     for (provider, gw, n) in [
         ("http", "http-sink", scale(20_000)),
@@ -386,6 +448,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     drop(sinks);
     cold.sort_by(|a, b| a.total_cmp(b));
+    bench_stream(&bin, &dir, scale(10_000_000))?;
 
     println!(
         "{:<8} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>9}",

@@ -21,7 +21,7 @@ pub fn run(path: &Path) -> u8 {
             for n in notes {
                 eprintln!("note: {n}");
             }
-            print!("{toml}");
+            out!("{toml}");
             0
         }
         Err(problems) => {

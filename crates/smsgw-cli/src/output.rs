@@ -11,15 +11,15 @@ pub fn providers(registry: &Registry, as_json: bool) -> u8 {
             .iter()
             .map(|d| provider_json(d))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&list).expect("json"));
         return 0;
     }
     for d in registry.providers() {
-        println!("{} — {}", d.name, d.description);
+        outln!("{} — {}", d.name, d.description);
         for a in d.aliases {
-            println!("  alias: {a}");
+            outln!("  alias: {a}");
         }
-        println!(
+        outln!(
             "  free options: {}; headers: {}",
             if d.free_options {
                 "sent as request parameters"
@@ -42,9 +42,9 @@ pub fn providers(registry: &Registry, as_json: bool) -> u8 {
             if p.secret {
                 notes.push("secret".into());
             }
-            println!("  {:<18} {} [{}]", p.name, p.description, notes.join(", "));
+            outln!("  {:<18} {} [{}]", p.name, p.description, notes.join(", "));
         }
-        println!();
+        outln!();
     }
     0
 }
@@ -97,7 +97,7 @@ pub fn providers_markdown(registry: &Registry) -> u8 {
             ));
         }
     }
-    print!("{out}");
+    out!("{out}");
     0
 }
 
@@ -132,9 +132,9 @@ pub fn gateways(cfg: &Config, as_json: bool) -> u8 {
     if as_json {
         let censored: toml::Value =
             toml::from_str(&cfg.to_toml_censored()).expect("own output parses");
-        println!("{}", serde_json::to_string_pretty(&censored).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&censored).expect("json"));
     } else {
-        print!("{}", cfg.to_toml_censored());
+        out!("{}", cfg.to_toml_censored());
     }
     0
 }
@@ -144,7 +144,7 @@ pub fn single_result(result: &Result<Receipt, SendError>, as_json: bool) -> u8 {
     match result {
         Ok(r) => {
             if as_json {
-                println!(
+                outln!(
                     "{}",
                     json!({"status": "sent", "gateway": r.gateway, "provider": r.provider, "message_ids": r.message_ids, "parts": r.parts})
                 );
@@ -154,7 +154,7 @@ pub fn single_result(result: &Result<Receipt, SendError>, as_json: bool) -> u8 {
                 } else {
                     format!("id {}", r.message_ids.join(", "))
                 };
-                println!(
+                outln!(
                     "sent via {} ({}): {}, {} part{}",
                     r.gateway,
                     r.provider,
@@ -167,7 +167,7 @@ pub fn single_result(result: &Result<Receipt, SendError>, as_json: bool) -> u8 {
         }
         Err(e) => {
             if as_json {
-                println!("{}", error_json(e));
+                outln!("{}", error_json(e));
             }
             eprintln!("error: {e}");
             super::EXIT_FAILED

@@ -6,23 +6,24 @@ use std::time::{Duration, Instant};
 
 use smsgw::{Config, Gateway, Message, Registry};
 use smsgw_sinks::Received;
+use smsgw_sinks::conformance::Harness;
 use smsgw_sinks::harness;
 
-/// Arguments of `smsgw sink`.
+use crate::Context;
+
+/// Registered providers that have no registered harness, so no sink.
+fn without_harness() -> Vec<String> {
+    Registry::global()
+        .names()
+        .into_iter()
+        .filter(|n| harness::find(n).is_none())
+        .collect()
+}
+
+/// Arguments of `smsgw sink`; the `--PROVIDER-port` options are added at run time, one per
+/// registered harness (see [`add_port_args`]).
 #[derive(clap::Args)]
 pub struct SinkArgs {
-    /// Port of the HTTP gateway sink (0: any free port).
-    #[arg(long, default_value_t = 8025)]
-    pub http_port: u16,
-    /// Port of the sipgate XML-RPC/REST sink.
-    #[arg(long, default_value_t = 8026)]
-    pub sipgate_port: u16,
-    /// Port of the SMTP sink.
-    #[arg(long, default_value_t = 2525)]
-    pub smtp_port: u16,
-    /// Port of the SMPP SMSC sink.
-    #[arg(long, default_value_t = 2775)]
-    pub smpp_port: u16,
     /// Print each message as a JSON line (protocol, recipient, text, detail).
     #[arg(long)]
     pub json: bool,
@@ -31,25 +32,60 @@ pub struct SinkArgs {
     pub write_config: Option<std::path::PathBuf>,
 }
 
+fn port_arg_id(provider: &str) -> String {
+    format!("{provider}_port")
+}
+
+/// Adds `--PROVIDER-port` to `smsgw sink` for every provider with a registered harness, with the
+/// harness's default port: the list of sinks lives next to the providers, not here.
+pub fn add_port_args(cmd: clap::Command) -> clap::Command {
+    cmd.mut_subcommand("sink", |mut sub| {
+        for h in harness::registered() {
+            let name = h.provider();
+            sub = sub.arg(
+                clap::Arg::new(port_arg_id(name))
+                    .long(format!("{name}-port"))
+                    .value_name("PORT")
+                    .value_parser(clap::value_parser!(u16))
+                    .default_value(h.default_port().to_string())
+                    .help(format!("Port of the {name} sink (0: any free port)")),
+            );
+        }
+        sub
+    })
+}
+
+/// The port chosen for each registered harness's sink.
+pub fn ports(matches: Option<&clap::ArgMatches>) -> Vec<(&'static dyn Harness, u16)> {
+    harness::registered()
+        .into_iter()
+        .map(|h| {
+            let port = matches
+                .and_then(|m| m.get_one::<u16>(&port_arg_id(h.provider())).copied())
+                .unwrap_or_else(|| h.default_port());
+            (h, port)
+        })
+        .collect()
+}
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
 /// `smsgw sink`: runs until Ctrl-C.
-pub fn sink(args: SinkArgs) -> u8 {
-    let rt = super::runtime();
+pub fn sink(ctx: &Context, args: SinkArgs, ports: Vec<(&'static dyn Harness, u16)>) -> u8 {
+    let rt = match ctx.runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
     rt.block_on(async move {
-        let ports = [
-            ("http", args.http_port),
-            ("sipgate", args.sipgate_port),
-            ("smtp", args.smtp_port),
-            ("smpp", args.smpp_port),
-        ];
+        for name in without_harness() {
+            eprintln!("{name:<8} has no sink (its crate registers no conformance harness)");
+        }
         let mut sinks = Vec::new();
         let mut config = Config::default();
-        for h in harness::builtin() {
-            let port = ports.iter().find(|(p, _)| *p == h.provider()).map_or(0, |(_, n)| *n);
-            match harness::start_builtin_sink_on(h.provider(), loopback(port)).await {
+        for (h, port) in ports {
+            match h.start_sink_on(loopback(port)).await {
                 Ok(s) => {
                     let setup = h.definition(s.addr(), 10.0);
                     config.gateways.insert(setup.gateway.id.clone(), setup.gateway);
@@ -59,7 +95,7 @@ pub fn sink(args: SinkArgs) -> u8 {
                 }
                 Err(e) => {
                     eprintln!("error: cannot start the {} sink on port {port}: {e}", h.provider());
-                    return super::EXIT_CONFIG;
+                    return crate::EXIT_CONFIG;
                 }
             }
         }
@@ -69,7 +105,7 @@ pub fn sink(args: SinkArgs) -> u8 {
             let tmp = path.with_extension("tmp");
             if let Err(e) = std::fs::write(&tmp, &toml).and_then(|_| std::fs::rename(&tmp, path)) {
                 eprintln!("error: cannot write {}: {e}", path.display());
-                return super::EXIT_CONFIG;
+                return crate::EXIT_CONFIG;
             }
         }
         eprintln!("\nGateway definitions that send to these sinks (for smsgw.toml):\n");
@@ -128,11 +164,14 @@ struct Row {
 }
 
 /// `smsgw demo`: one gateway per compiled-in provider against in-process sinks.
-pub fn demo(as_json: bool) -> u8 {
-    let rt = super::runtime();
+pub fn demo(ctx: &Context, as_json: bool) -> u8 {
+    let rt = match ctx.runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
     let rows = rt.block_on(async {
         let mut rows = Vec::new();
-        for h in harness::builtin() {
+        for h in harness::registered() {
             let sink = h.start_sink().await;
             let setup = h.definition(sink.addr(), 5.0);
             let gw = match Gateway::build(&setup.gateway, &setup.sections, Registry::global()) {
@@ -177,14 +216,18 @@ pub fn demo(as_json: bool) -> u8 {
         }
         rows
     });
+    let no_sink = without_harness();
     if as_json {
-        let v: Vec<_> = rows
+        let mut v: Vec<_> = rows
             .iter()
             .map(|r| serde_json::json!({"provider": r.provider, "gateway": r.gateway, "result": r.result, "received": r.received, "ms": r.millis, "intact": r.intact}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        v.extend(no_sink.iter().map(|p| {
+            serde_json::json!({"provider": p, "gateway": null, "result": "not run: no sink", "received": "", "ms": 0, "intact": null})
+        }));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
-        println!(
+        outln!(
             "Sending {DEMO_TEXT:?} to {DEMO_PHONE} through every provider, against local sinks:\n"
         );
         let w = rows
@@ -192,12 +235,15 @@ pub fn demo(as_json: bool) -> u8 {
             .map(|r| r.result.chars().count())
             .max()
             .unwrap_or(6);
-        println!(
+        outln!(
             "{:<8}  {:<14}  {:<w$}  {:>6}  received",
-            "provider", "gateway", "result", "ms"
+            "provider",
+            "gateway",
+            "result",
+            "ms"
         );
         for r in &rows {
-            println!(
+            outln!(
                 "{:<8}  {:<14}  {:<w$}  {:>6}  {}{}",
                 r.provider,
                 r.gateway,
@@ -207,24 +253,49 @@ pub fn demo(as_json: bool) -> u8 {
                 if r.intact { "" } else { "  <- NOT INTACT" }
             );
         }
-    }
-    let bad = rows.iter().filter(|r| !r.intact).count();
-    if rows.is_empty() {
-        eprintln!("error: no provider is compiled in");
-        return super::EXIT_FAILED;
-    }
-    if bad > 0 {
-        eprintln!("error: {bad} provider(s) did not deliver the message intact");
-        super::EXIT_FAILED
-    } else {
-        if !as_json {
-            println!(
-                "\nall {} providers delivered the message intact",
-                rows.len()
+        for p in &no_sink {
+            outln!(
+                "{p:<8}  {:<14}  {:<w$}  {:>6}",
+                "-",
+                "not run: no sink",
+                "-"
             );
         }
-        0
     }
+    let bad: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.intact)
+        .map(|r| r.provider.as_str())
+        .collect();
+    if rows.is_empty() {
+        eprintln!("error: no provider with a sink is compiled in");
+        return crate::EXIT_FAILED;
+    }
+    let ran: Vec<&str> = rows.iter().map(|r| r.provider.as_str()).collect();
+    if !bad.is_empty() {
+        eprintln!(
+            "error: {} of {} providers did not deliver the message intact: {}",
+            bad.len(),
+            rows.len(),
+            bad.join(", ")
+        );
+        return crate::EXIT_FAILED;
+    }
+    if !as_json {
+        outln!(
+            "\n{} delivered the message intact: {}",
+            if ran.len() == 1 {
+                "1 provider".to_owned()
+            } else {
+                format!("{} providers", ran.len())
+            },
+            ran.join(", ")
+        );
+        if !no_sink.is_empty() {
+            outln!("not run (no sink registered): {}", no_sink.join(", "));
+        }
+    }
+    0
 }
 
 /// Adds a harness's top-level sections to `config`, entry by entry (two providers may use the

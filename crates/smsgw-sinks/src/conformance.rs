@@ -65,6 +65,24 @@ pub trait Harness: Send + Sync {
     /// Starts a sink on loopback that receives what the provider sends.
     async fn start_sink(&self) -> Box<dyn SinkHandle>;
 
+    /// Starts the sink on `addr` (for `smsgw sink --PROVIDER-port`). The default serves only a
+    /// loopback address with port 0 (any free port), through [`start_sink`](Harness::start_sink).
+    async fn start_sink_on(&self, addr: SocketAddr) -> std::io::Result<Box<dyn SinkHandle>> {
+        if addr.port() == 0 && addr.ip().is_loopback() {
+            Ok(self.start_sink().await)
+        } else {
+            Err(std::io::Error::other(format!(
+                "the {} sink cannot listen on a chosen address ({addr}); use port 0",
+                self.provider()
+            )))
+        }
+    }
+
+    /// The port `smsgw sink` listens on by default (0: any free port).
+    fn default_port(&self) -> u16 {
+        0
+    }
+
     /// A valid gateway definition that sends to `addr` and gives up after `timeout_secs`.
     /// Its secret options should hold the values of [`secrets`](Harness::secrets).
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup;
@@ -77,6 +95,18 @@ pub trait Harness: Send + Sync {
     /// Changes a definition so that the gateway reports delivery receipts (for providers with the
     /// `delivery_reports` capability).
     fn enable_delivery_reports(&self, _setup: &mut Setup) {}
+
+    /// How the sink says "busy, try again later" in the provider's protocol (HTTP 429, SMPP
+    /// `ESME_RTHROTTLED`, SMTP 451 …), if it can. The suite expects a retry-safe `not_sent`.
+    fn busy_fault(&self) -> Option<Fault> {
+        None
+    }
+
+    /// Whether every receipt from this sink carries a message id (the gateway returns one and
+    /// the provider must not accept a reply without it).
+    fn promises_message_ids(&self) -> bool {
+        false
+    }
 }
 
 /// The result of one check.
@@ -135,6 +165,9 @@ fn checks() -> Vec<(&'static str, CheckFn)> {
         check!(refused_connection_is_not_sent),
         check!(concurrent_sends_each_once),
         check!(delivery_reports_arrive),
+        check!(busy_is_retry_safe),
+        check!(receipts_carry_message_ids),
+        check!(failure_log_names_its_kind),
         check!(secrets_never_shown),
     ]
 }
@@ -215,6 +248,54 @@ pub fn print_results(results: &[CheckResult]) -> (usize, usize) {
             Verdict::Skipped(why) => {
                 println!("skip {:<8} {:<45} {why}", r.provider, r.check);
             }
+        }
+    }
+    (passed, failed)
+}
+
+/// Runs the suite over every provider in the global registry (or only `only`), printing one
+/// line per check and provider, and returns (passed, failed). A registered provider without a
+/// [registered harness](crate::register_harness), a provider name registered twice and an
+/// unknown `only` each count as a failure.
+pub fn run_registered(only: Option<&str>) -> (usize, usize) {
+    let registry = Registry::global();
+    let mut failed = 0;
+    let mut fail = |name: &str, check: &str, why: String| {
+        println!("FAIL {name:<8} {check:<45} {why}");
+        failed += 1;
+    };
+    if let Some(Err(e)) = only.map(|o| registry.get(o)) {
+        fail(only.unwrap_or_default(), "registered", e.to_string());
+    }
+    for name in registry.names() {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        if let Err(e) = registry.get(&name) {
+            fail(&name, "registered", e.to_string());
+        } else if crate::harness::find(&name).is_none() {
+            fail(
+                &name,
+                "harness",
+                "no conformance harness registered for this provider (smsgw_sinks::register_harness!)".into(),
+            );
+        }
+    }
+    for (name, crates) in crate::harness::duplicates() {
+        if only.is_none_or(|o| o == name) {
+            fail(
+                name,
+                "harness",
+                format!("registered more than once, by {}", crates.join(", ")),
+            );
+        }
+    }
+    let mut passed = 0;
+    for h in crate::harness::registered() {
+        if only.is_none_or(|o| o == h.provider()) {
+            let (p, f) = print_results(&run(h));
+            passed += p;
+            failed += f;
         }
     }
     (passed, failed)
@@ -583,6 +664,69 @@ async fn delivery_reports_arrive(h: &dyn Harness, c: &Ctx) -> Result<(), String>
         }
     }
     gw.shutdown().await;
+    Ok(())
+}
+
+async fn busy_is_retry_safe(h: &dyn Harness, _c: &Ctx) -> Result<(), String> {
+    let Some(busy) = h.busy_fault() else {
+        return skip("the harness's sink cannot answer busy");
+    };
+    let (sink, gw) = sink_and_gateway(h).await?;
+    sink.faults().always(busy.clone());
+    let r = gw.send(&Message::new(PHONE, "busy")).await;
+    gw.shutdown().await;
+    match r {
+        Ok(_) => Err(format!(
+            "the send succeeded although the gateway answered {busy:?}"
+        )),
+        Err(e) if e.kind() == ErrorKind::NotSent && e.is_retry_safe() => Ok(()),
+        Err(e) => Err(format!(
+            "a busy answer ({busy:?}) was classified as {}, expected not_sent (retry-safe): {e}",
+            e.kind()
+        )),
+    }
+}
+
+async fn receipts_carry_message_ids(h: &dyn Harness, _c: &Ctx) -> Result<(), String> {
+    if !h.promises_message_ids() {
+        return skip("the harness promises no message ids");
+    }
+    let (_sink, gw) = sink_and_gateway(h).await?;
+    let r = gw.send(&Message::new(PHONE, "id please")).await;
+    gw.shutdown().await;
+    let receipt = r.map_err(|e| format!("send failed: {e}"))?;
+    if receipt.message_ids.is_empty() || receipt.message_ids.iter().any(|i| i.trim().is_empty()) {
+        return Err(format!(
+            "the receipt carries no message id: {:?}",
+            receipt.message_ids
+        ));
+    }
+    Ok(())
+}
+
+async fn failure_log_names_its_kind(h: &dyn Harness, c: &Ctx) -> Result<(), String> {
+    let (sink, gw) = sink_and_gateway(h).await?;
+    sink.faults().always(Fault::NeverAnswer);
+    let r = gw.send(&Message::new(PHONE, "log me")).await;
+    gw.shutdown().await;
+    match r {
+        Err(e) if e.kind() == ErrorKind::Unknown => {}
+        other => return skip(&format!("no unknown outcome to log ({other:?})")),
+    }
+    let logs = c.logs.text();
+    let failure: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    if failure.is_empty() {
+        return Err("a failed send logged no warning".into());
+    }
+    if let Some(l) = failure.iter().find(|l| l.contains("not sent")) {
+        return Err(format!(
+            "an unknown outcome (may have been sent) is logged as \"not sent\": {}",
+            l.trim()
+        ));
+    }
     Ok(())
 }
 

@@ -1,5 +1,15 @@
-//! Conformance harnesses for the built-in providers: which sink stands in for each, and a gateway
-//! definition pointing at it. `smsgw demo` uses the same definitions.
+//! Conformance harnesses: which sink stands in for a provider's gateway, and a gateway definition
+//! pointing at it. Each harness is registered next to its provider with [`register_harness!`]
+//! (the built-in ones here, a third party's in its own crate), so that `smsgw demo`, `smsgw sink`,
+//! `smsgw conformance` and `cargo xtask conformance` find every provider linked into the binary.
+//!
+//! ```
+//! use smsgw_sinks::harness;
+//! // Harnesses of the providers compiled into this binary (none are linked into this doctest).
+//! for h in harness::registered() {
+//!     println!("{} has a sink", h.provider());
+//! }
+//! ```
 
 use std::net::SocketAddr;
 
@@ -7,7 +17,7 @@ use smsgw_core::toml;
 use smsgw_core::{GatewayDef, Registry};
 
 use crate::conformance::{Harness, Setup};
-use crate::{FaultPlan, Recorder, SinkHandle};
+use crate::{Fault, FaultPlan, Recorder, SinkHandle};
 
 macro_rules! sink_handle {
     ($ty:ty) => {
@@ -48,11 +58,23 @@ pub struct HttpHarness;
 
 #[async_trait::async_trait]
 impl Harness for HttpHarness {
+    fn busy_fault(&self) -> Option<Fault> {
+        Some(Fault::Reply {
+            code: 429,
+            text: "Too Many Requests".into(),
+        })
+    }
     fn provider(&self) -> &'static str {
         "http"
     }
+    fn default_port(&self) -> u16 {
+        8025
+    }
+    async fn start_sink_on(&self, addr: SocketAddr) -> std::io::Result<Box<dyn SinkHandle>> {
+        Ok(Box::new(crate::http::HttpSink::start_on(addr).await?))
+    }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        start_loopback(self.provider()).await
+        start_loopback(self).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         Setup::new(gateway(
@@ -79,11 +101,20 @@ pub struct SipgateHarness;
 
 #[async_trait::async_trait]
 impl Harness for SipgateHarness {
+    fn promises_message_ids(&self) -> bool {
+        true
+    }
     fn provider(&self) -> &'static str {
         "sipgate"
     }
+    fn default_port(&self) -> u16 {
+        8026
+    }
+    async fn start_sink_on(&self, addr: SocketAddr) -> std::io::Result<Box<dyn SinkHandle>> {
+        Ok(Box::new(crate::sipgate::SipgateSink::start_on(addr).await?))
+    }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        start_loopback(self.provider()).await
+        start_loopback(self).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         Setup::new(gateway(
@@ -110,11 +141,31 @@ pub const SMTP_CREDENTIALS: (&str, &str) = ("smsgw", "smtp-secret-pw");
 
 #[async_trait::async_trait]
 impl Harness for SmtpHarness {
+    fn busy_fault(&self) -> Option<Fault> {
+        Some(Fault::Reply {
+            code: 451,
+            text: "4.7.1 Try again later".into(),
+        })
+    }
+    fn promises_message_ids(&self) -> bool {
+        true
+    }
     fn provider(&self) -> &'static str {
         "smtp"
     }
+    fn default_port(&self) -> u16 {
+        2525
+    }
+    async fn start_sink_on(&self, addr: SocketAddr) -> std::io::Result<Box<dyn SinkHandle>> {
+        Ok(Box::new(
+            crate::smtp::SmtpSink::builder()
+                .credentials(SMTP_CREDENTIALS.0, SMTP_CREDENTIALS.1)
+                .start_on(addr)
+                .await?,
+        ))
+    }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        start_loopback(self.provider()).await
+        start_loopback(self).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         // The `[smtp_servers.sink]` table smsgw-smtp reads.
@@ -152,11 +203,27 @@ pub struct SmppHarness;
 
 #[async_trait::async_trait]
 impl Harness for SmppHarness {
+    fn busy_fault(&self) -> Option<Fault> {
+        // ESME_RTHROTTLED
+        Some(Fault::Reply {
+            code: 0x58,
+            text: String::new(),
+        })
+    }
+    fn promises_message_ids(&self) -> bool {
+        true
+    }
     fn provider(&self) -> &'static str {
         "smpp"
     }
+    fn default_port(&self) -> u16 {
+        2775
+    }
+    async fn start_sink_on(&self, addr: SocketAddr) -> std::io::Result<Box<dyn SinkHandle>> {
+        Ok(Box::new(crate::smsc::Smsc::start_on(addr).await?))
+    }
     async fn start_sink(&self) -> Box<dyn SinkHandle> {
-        start_loopback(self.provider()).await
+        start_loopback(self).await
     }
     fn definition(&self, addr: SocketAddr, timeout_secs: f64) -> Setup {
         Setup::new(gateway(
@@ -185,47 +252,124 @@ impl Harness for SmppHarness {
     }
 }
 
-async fn start_loopback(provider: &str) -> Box<dyn SinkHandle> {
-    start_builtin_sink_on(provider, SocketAddr::from(([127, 0, 0, 1], 0)))
+fn loopback_any() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn start_loopback(h: &dyn Harness) -> Box<dyn SinkHandle> {
+    h.start_sink_on(loopback_any())
         .await
-        .unwrap_or_else(|e| panic!("cannot start the {provider} sink: {e}"))
+        .unwrap_or_else(|e| panic!("cannot start the {} sink: {e}", h.provider()))
 }
 
-/// Starts the sink that stands in for built-in provider `provider` on `addr`.
-pub async fn start_builtin_sink_on(
-    provider: &str,
-    addr: SocketAddr,
-) -> std::io::Result<Box<dyn SinkHandle>> {
-    Ok(match provider {
-        "http" => Box::new(crate::http::HttpSink::start_on(addr).await?),
-        "sipgate" => Box::new(crate::sipgate::SipgateSink::start_on(addr).await?),
-        "smtp" => Box::new(
-            crate::smtp::SmtpSink::builder()
-                .credentials(SMTP_CREDENTIALS.0, SMTP_CREDENTIALS.1)
-                .start_on(addr)
-                .await?,
-        ),
-        "smpp" => Box::new(crate::smsc::Smsc::start_on(addr).await?),
-        other => {
-            return Err(std::io::Error::other(format!(
-                "no built-in sink for provider '{other}'"
-            )));
+crate::register_harness!(HttpHarness);
+crate::register_harness!(SipgateHarness);
+crate::register_harness!(SmtpHarness);
+crate::register_harness!(SmppHarness);
+
+/// A harness submitted with [`register_harness!`](crate::register_harness).
+pub struct Registration {
+    harness: &'static dyn Harness,
+    crate_name: &'static str,
+}
+
+impl Registration {
+    /// For [`register_harness!`](crate::register_harness): `harness`, registered by crate
+    /// `crate_name`.
+    pub const fn new(harness: &'static dyn Harness, crate_name: &'static str) -> Self {
+        Registration {
+            harness,
+            crate_name,
         }
-    })
+    }
+
+    /// The harness.
+    pub fn harness(&self) -> &'static dyn Harness {
+        self.harness
+    }
+
+    /// The crate that registered it.
+    pub fn crate_name(&self) -> &'static str {
+        self.crate_name
+    }
 }
 
-/// Harnesses for every built-in provider compiled into this binary, sorted by provider name.
-pub fn builtin() -> Vec<Box<dyn Harness>> {
-    let all: Vec<Box<dyn Harness>> = vec![
-        Box::new(HttpHarness),
-        Box::new(SipgateHarness),
-        Box::new(SmtpHarness),
-        Box::new(SmppHarness),
-    ];
-    let mut v: Vec<Box<dyn Harness>> = all
-        .into_iter()
-        .filter(|h| Registry::global().get(h.provider()).is_ok())
-        .collect();
-    v.sort_by_key(|h| h.provider());
+inventory::collect!(Registration);
+
+/// Registers a conformance [`Harness`] (a value of a type implementing it, usually a unit
+/// struct) next to its provider, so that `smsgw demo`, `smsgw sink` and `smsgw conformance` use
+/// it whenever the provider is linked into the binary.
+///
+/// ```
+/// # use std::net::SocketAddr;
+/// use smsgw_sinks::conformance::{Harness, Setup};
+/// use smsgw_sinks::SinkHandle;
+///
+/// struct MyHarness;
+///
+/// #[smsgw_sinks::async_trait]
+/// impl Harness for MyHarness {
+///     fn provider(&self) -> &'static str { "mine" }
+///     async fn start_sink(&self) -> Box<dyn SinkHandle> { todo!("start a loopback sink") }
+///     fn definition(&self, _: SocketAddr, _: f64) -> Setup { todo!("a gateway definition") }
+/// }
+///
+/// smsgw_sinks::register_harness!(MyHarness);
+///
+/// // Registered; `registered()` lists it once a provider named "mine" is linked in too.
+/// assert!(smsgw_sinks::harness::all().iter().any(|r| r.harness().provider() == "mine"));
+/// ```
+#[macro_export]
+macro_rules! register_harness {
+    ($harness:expr) => {
+        $crate::inventory::submit! {
+            $crate::harness::Registration::new(&$harness, env!("CARGO_PKG_NAME"))
+        }
+    };
+}
+
+/// Every registered harness, whether or not its provider is linked in, sorted by provider name.
+pub fn all() -> Vec<&'static Registration> {
+    let mut v: Vec<&'static Registration> = inventory::iter::<Registration>.into_iter().collect();
+    v.sort_by_key(|r| (r.harness.provider(), r.crate_name));
     v
+}
+
+/// The harnesses of the providers registered in the global provider registry (one per
+/// provider; see [`duplicates`] for names registered twice), sorted by provider name.
+pub fn registered() -> Vec<&'static dyn Harness> {
+    let mut v: Vec<&'static dyn Harness> = all()
+        .into_iter()
+        .map(|r| r.harness)
+        .filter(|h| {
+            Registry::global()
+                .get(h.provider())
+                .is_ok_and(|d| d.name == h.provider())
+        })
+        .collect();
+    v.dedup_by_key(|h| h.provider());
+    v
+}
+
+/// The harness registered for `provider` (by its registered name), if any.
+pub fn find(provider: &str) -> Option<&'static dyn Harness> {
+    registered().into_iter().find(|h| h.provider() == provider)
+}
+
+/// Provider names with more than one harness, each with the crates that registered one.
+pub fn duplicates() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for r in all() {
+        match out.last_mut() {
+            Some((p, crates)) if *p == r.harness.provider() => crates.push(r.crate_name),
+            _ => out.push((r.harness.provider(), vec![r.crate_name])),
+        }
+    }
+    out.retain(|(_, c)| c.len() > 1);
+    out
+}
+
+/// Harnesses of the providers compiled into this binary (the old name of [`registered`]).
+pub fn builtin() -> Vec<&'static dyn Harness> {
+    registered()
 }

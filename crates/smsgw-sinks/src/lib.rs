@@ -16,6 +16,7 @@ pub mod logs;
 pub mod sipgate;
 pub mod smsc;
 pub mod smtp;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,8 @@ pub trait SinkHandle: Send + Sync {
 
 #[doc(hidden)]
 pub use async_trait::async_trait;
+#[doc(hidden)]
+pub use inventory;
 
 /// Collects [`Received`] messages; shared by a sink and whoever reads it.
 #[derive(Clone)]

@@ -13,6 +13,9 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "harness")]
+pub mod harness;
+
 use std::sync::Arc;
 use std::time::Duration;
 
