@@ -43,7 +43,7 @@ pub(crate) enum Op {
 enum Reply {
     Insert(Result<Vec<Enqueued>, QueueError>),
     Claim(Result<Vec<Claimed>, QueueError>),
-    Complete(Result<MessageRecord, QueueError>),
+    Complete(Box<Result<MessageRecord, QueueError>>),
 }
 
 /// Runs until every sender is dropped.
@@ -79,7 +79,7 @@ pub(crate) async fn run(conn: Arc<Mutex<SqliteConnection>>, mut rx: mpsc::Receiv
             match (op, reply) {
                 (Op::Insert(_, tx), Reply::Insert(r)) => drop(tx.send(r)),
                 (Op::Claim { reply, .. }, Reply::Claim(r)) => drop(reply.send(r)),
-                (Op::Complete { reply, .. }, Reply::Complete(r)) => drop(reply.send(r)),
+                (Op::Complete { reply, .. }, Reply::Complete(r)) => drop(reply.send(*r)),
                 _ => unreachable!("replies are made in op order"),
             }
         }
@@ -90,7 +90,7 @@ fn error_reply(op: &Op, e: QueueError) -> Reply {
     match op {
         Op::Insert(..) => Reply::Insert(Err(e)),
         Op::Claim { .. } => Reply::Claim(Err(e)),
-        Op::Complete { .. } => Reply::Complete(Err(e)),
+        Op::Complete { .. } => Reply::Complete(Box::new(Err(e))),
     }
 }
 
@@ -112,7 +112,9 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
                 attempts,
                 outcome,
                 ..
-            } => Reply::Complete(complete(&mut tx, id, *lease, attempts, outcome, now).await?),
+            } => Reply::Complete(Box::new(
+                complete(&mut tx, id, *lease, attempts, outcome, now).await?,
+            )),
         });
     }
     tx.commit().await?;
