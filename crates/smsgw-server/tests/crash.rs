@@ -46,17 +46,19 @@ struct Child {
 
 fn spawn_child(dir: &std::path::Path) -> (Child, String) {
     let _ = std::fs::remove_file(dir.join("addr"));
-    let proc = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["child_server", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Child {
+        proc: std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["child_server", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(a) = std::fs::read_to_string(dir.join("addr")) {
-            return (Child { proc }, format!("http://{a}"));
+            return (child, format!("http://{a}"));
         }
         assert!(
             std::time::Instant::now() < deadline,
