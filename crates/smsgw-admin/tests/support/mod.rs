@@ -1,0 +1,4 @@
+//! What the browser tests share.
+#![allow(dead_code)]
+
+pub mod browser;
