@@ -2,7 +2,7 @@
 // The hash carries only where you are, never the token.
 
 import { api, ApiError, onUnauthorized, token } from './api.js';
-import { errorBox, flash, h } from './dom.js';
+import { errorBox, fill, flash, h } from './dom.js';
 import { Form } from './forms.js';
 import { gatewayForm, listGateways } from './gateways.js';
 import { listMessages, messageDetail } from './messages.js';
@@ -29,7 +29,9 @@ function signIn(reason) {
     button.disabled = true;
     token.set(t);
     try {
-      await api('GET', '/v1/gateways');
+      // Only an admin token may list tokens: the check that this one can use the page.
+      const { status } = await api('GET', '/v1/tokens', undefined, { accept: [401, 403] });
+      if (status !== 200) throw new ApiError(status, {});
       input.value = '';
       if (!location.hash.startsWith('#/') || location.hash === '#/signin') location.hash = '#/gateways';
       else route();
@@ -45,7 +47,7 @@ function signIn(reason) {
       button.disabled = false;
     }
   });
-  main.replaceChildren(
+  fill(main,
     h('h1', { tabindex: '-1' }, 'Sign in'),
     reason ? h('p', { class: 'notice info' }, reason) : null,
     el);
@@ -76,7 +78,7 @@ async function route() {
   }
   const view = VIEWS.find(([re]) => re.test(hash));
   if (!view) {
-    main.replaceChildren(h('h1', { tabindex: '-1' }, 'Not found'), h('p', {}, h('a', { href: '#/gateways' }, 'Go to the gateways')));
+    fill(main, h('h1', { tabindex: '-1' }, 'Not found'), h('p', {}, h('a', { href: '#/gateways' }, 'Go to the gateways')));
     return;
   }
   main.setAttribute('aria-busy', 'true');
@@ -85,7 +87,7 @@ async function route() {
     if (typeof stop === 'function') cleanup = stop;
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return;
-    main.replaceChildren(h('h1', { tabindex: '-1' }, 'Something went wrong'),
+    fill(main, h('h1', { tabindex: '-1' }, 'Something went wrong'),
       errorBox(err instanceof ApiError ? `${err.status ? `${err.status}: ` : ''}${err.message}` : String(err)));
   } finally {
     main.removeAttribute('aria-busy');

@@ -79,3 +79,10 @@ export function errorBox(text) {
 export function pretty(v) {
   return h('pre', { class: 'json' }, JSON.stringify(v, null, 2));
 }
+
+/** Replaces an element's children like replaceChildren, skipping null/false and flattening arrays. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}

@@ -3,7 +3,7 @@
 // validation problem of a 422 beside its field.
 
 import { CENSORED } from './api.js';
-import { h } from './dom.js';
+import { fill, h } from './dom.js';
 
 let serial = 0;
 const uid = (base) => `${base}-${++serial}`;
@@ -64,8 +64,10 @@ export class Form {
       const f = rows.byKey(k) || rows.byKey(bare);
       if (f) return f;
     }
+    // `gateways[2]` is about the list as a whole here.
+    const stem = bare.replace(/\[\d+\]$/, '');
     for (const [name, f] of this.fields) {
-      if (name.toLowerCase() === bare.toLowerCase()) return f;
+      if (name.toLowerCase() === bare.toLowerCase() || name === stem) return f;
     }
     return null;
   }
@@ -90,7 +92,7 @@ export class Form {
         items.push(h('li', {}, p.key ? `${p.key}: ` : '', p.message));
       }
     }
-    this.summary.replaceChildren(h('div', { class: 'notice error', role: 'alert' },
+    fill(this.summary, h('div', { class: 'notice error', role: 'alert' },
       h('p', {}, title || `${problems.length} problem${problems.length === 1 ? '' : 's'} to fix:`),
       items.length ? h('ul', {}, items) : null));
     this.summary.focus();
@@ -99,7 +101,7 @@ export class Form {
   /** Shows one error that belongs to the whole form. */
   showError(text) {
     this.clearProblems();
-    this.summary.replaceChildren(h('p', { class: 'notice error', role: 'alert' }, text));
+    fill(this.summary, h('p', { class: 'notice error', role: 'alert' }, text));
     this.summary.focus();
   }
 }

@@ -1,7 +1,7 @@
 // Gateways: the list, and a form generated from the provider's parameter schema (GET /v1/providers).
 
 import { api, ApiError, entries, origin, providers, seg } from './api.js';
-import { errorBox, flash, h, table } from './dom.js';
+import { errorBox, fill, flash, h, table } from './dom.js';
 import { Form, Rows, idPart, secretInput } from './forms.js';
 
 /** The health columns, from whatever the server reports (the breaker exists only with routes). */
@@ -17,7 +17,7 @@ function health(g) {
 export async function listGateways(main) {
   const { data } = await api('GET', '/v1/gateways');
   const list = entries(data, 'gateways');
-  main.replaceChildren(
+  fill(main,
     h('div', { class: 'title-row' }, h('h1', { tabindex: '-1' }, 'Gateways'),
       h('a', { class: 'button', href: '#/gateways/new', id: 'new-gateway' }, 'New gateway')),
     list.length === 0 ? h('p', { class: 'muted' }, 'No gateway yet.') :
@@ -191,7 +191,7 @@ function draw(main, provs, state, isNew, readOnly) {
     }
   });
 
-  main.replaceChildren(
+  fill(main,
     h('p', { class: 'crumbs' }, h('a', { href: '#/gateways' }, 'Gateways'), ' / ', isNew ? 'new' : state.id),
     h('h1', { id: 'form-title', tabindex: '-1' }, title),
     readOnly ? h('p', { class: 'notice info', id: 'read-only' }, 'This gateway is defined in the configuration file: it is read-only here. Change it in the file and reload the service (SIGHUP).') : null,
@@ -221,7 +221,7 @@ export function deleteControl(kind, name) {
     const yes = h('button', { type: 'button', class: 'danger', id: 'delete-confirm' }, `Yes, delete ${name}`);
     const no = h('button', { type: 'button', class: 'secondary', id: 'delete-cancel' }, 'Keep it');
     const q = h('div', { role: 'group', 'aria-label': 'Confirm deletion' }, h('p', {}, `Delete ${kind} ${name}? This cannot be undone.`), yes, ' ', no);
-    no.addEventListener('click', () => { box.replaceChildren(ask); ask.focus(); });
+    no.addEventListener('click', () => { fill(box, ask); ask.focus(); });
     yes.addEventListener('click', async () => {
       yes.disabled = true;
       try {
@@ -229,10 +229,10 @@ export function deleteControl(kind, name) {
         flash(`${kind[0].toUpperCase()}${kind.slice(1)} ${name} deleted.`);
         location.hash = `#/${plural}`;
       } catch (err) {
-        box.replaceChildren(ask, errorBox(err.status === 409 ? (err.problem.detail || 'Defined in the configuration file: it cannot be deleted here.') : err.message));
+        fill(box, ask, errorBox(err.status === 409 ? (err.problem.detail || 'Defined in the configuration file: it cannot be deleted here.') : err.message));
       }
     });
-    box.replaceChildren(q);
+    fill(box, q);
     yes.focus();
   });
   box.append(ask);

@@ -1,7 +1,7 @@
 // Messages: the latest ones with a status filter, refreshing by itself, and a detail view.
 
 import { api, entries, seg, STATUSES } from './api.js';
-import { attemptsTable, badge, errorBox, h, pretty, table, when } from './dom.js';
+import { attemptsTable, badge, errorBox, fill, h, pretty, table, when } from './dom.js';
 
 const REFRESH_MS = 3000;
 const LIMIT = 50;
@@ -42,13 +42,13 @@ export async function listMessages(main) {
       const list = entries(data, 'messages');
       // Keep the keyboard where it was across a refresh.
       const focusedId = document.activeElement?.closest?.('#messages-holder') ? document.activeElement.getAttribute('data-id') : null;
-      holder.replaceChildren(list.length === 0
+      fill(holder, list.length === 0
         ? h('p', { class: 'muted', id: 'no-messages' }, filter ? `No ${filter} message.` : 'No message yet.')
         : table('Latest messages', ['Created', 'Status', 'To', 'Sent through', 'Attempts', 'Updated'], rows(list), { id: 'messages' }));
       if (focusedId) holder.querySelector(`a[data-id="${CSS.escape(focusedId)}"]`)?.focus();
       stamp.textContent = `Updated ${new Date().toLocaleTimeString()}${auto ? `, refreshing every ${REFRESH_MS / 1000} s` : ''}.`;
     } catch (err) {
-      if (!stopped) stamp.replaceChildren(errorBox(`Could not load the messages: ${err.message}`));
+      if (!stopped) fill(stamp, errorBox(`Could not load the messages: ${err.message}`));
     }
   };
   const schedule = () => {
@@ -58,7 +58,7 @@ export async function listMessages(main) {
   statusSel.addEventListener('change', () => { filter = statusSel.value; load(); });
   autoBox.addEventListener('change', () => { auto = autoBox.checked; schedule(); load(); });
 
-  main.replaceChildren(
+  fill(main,
     h('h1', { tabindex: '-1' }, 'Messages'),
     h('div', { class: 'filters' },
       h('div', { class: 'field inline-field' }, h('label', { for: statusSel.id }, 'Status'), statusSel),
@@ -75,7 +75,7 @@ export async function messageDetail(main, id) {
   let stopped = false;
   const draw = (m) => {
     const hasText = typeof m.text === 'string';
-    main.replaceChildren(
+    fill(main,
       h('p', { class: 'crumbs' }, h('a', { href: '#/messages' }, 'Messages'), ' / ', id),
       h('h1', { tabindex: '-1' }, 'Message ', badge(m.status)),
       h('dl', { class: 'detail', id: 'message-detail' },

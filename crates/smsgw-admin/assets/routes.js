@@ -2,14 +2,14 @@
 // The defaults (deadline, retries, …) belong to the routing crate: empty fields leave them to it.
 
 import { api, entries, origin, seg } from './api.js';
-import { h, table } from './dom.js';
+import { fill, h, table } from './dom.js';
 import { Form } from './forms.js';
 import { deleteControl, showSaveError } from './gateways.js';
 
 export async function listRoutes(main) {
   const { data } = await api('GET', '/v1/routes');
   const list = entries(data, 'routes');
-  main.replaceChildren(
+  fill(main,
     h('div', { class: 'title-row' }, h('h1', { tabindex: '-1' }, 'Routes'),
       h('a', { class: 'button', href: '#/routes/new', id: 'new-route' }, 'New route')),
     h('p', { class: 'hint' }, 'A route tries its gateways in order: a message that one gateway could not send goes to the next.'),
@@ -52,14 +52,14 @@ class Order {
 
   // Redraws; focus follows the moved item's button so that the keyboard can keep moving it.
   render(focusIndex, which) {
-    this.list.replaceChildren(...this.items.map((g, i) => h('li', { 'data-gateway': g },
+    fill(this.list, this.items.map((g, i) => h('li', { 'data-gateway': g },
       h('span', { class: 'gw' }, g),
       this.disabled ? null : [
         h('button', { type: 'button', class: 'small secondary up', 'aria-label': `Move ${g} up`, disabled: i === 0, onclick: () => this.move(i, -1) }, '↑'),
         h('button', { type: 'button', class: 'small secondary down', 'aria-label': `Move ${g} down`, disabled: i === this.items.length - 1, onclick: () => this.move(i, 1) }, '↓'),
         h('button', { type: 'button', class: 'small secondary', 'aria-label': `Remove ${g}`, onclick: () => { this.items.splice(i, 1); this.render(); this.pick.focus(); } }, 'Remove'),
       ])));
-    this.pick.replaceChildren(h('option', { value: '' }, 'choose a gateway'),
+    fill(this.pick, h('option', { value: '' }, 'choose a gateway'),
       this.known.filter((g) => !this.items.includes(g)).map((g) => h('option', { value: g }, g)));
     if (focusIndex !== undefined) {
       const li = this.list.children[focusIndex];
@@ -131,7 +131,7 @@ export async function routeForm(main, name) {
     }
   });
 
-  main.replaceChildren(
+  fill(main,
     h('p', { class: 'crumbs' }, h('a', { href: '#/routes' }, 'Routes'), ' / ', isNew ? 'new' : name),
     h('h1', { tabindex: '-1' }, isNew ? 'New route' : `Route ${name}`),
     readOnly ? h('p', { class: 'notice info', id: 'read-only' }, 'This route is defined in the configuration file: it is read-only here.') : null,

@@ -3,7 +3,7 @@
 // also shows up in the message list.
 
 import { api, ApiError, seg } from './api.js';
-import { attemptsTable, badge, errorBox, h } from './dom.js';
+import { attemptsTable, badge, errorBox, fill, h } from './dom.js';
 import { Form } from './forms.js';
 
 const WAIT_S = 30;
@@ -20,7 +20,7 @@ export function testSend(main, kind, name) {
   let stopped = false;
 
   const show = (m) => {
-    outcome.replaceChildren(
+    fill(outcome,
       h('h2', {}, 'Outcome: ', badge(m.status)),
       h('dl', { class: 'detail' },
         h('dt', {}, 'Message'), h('dd', {}, m.id ? h('a', { href: `#/messages/${seg(m.id)}`, id: 'outcome-message' }, m.id) : '—'),
@@ -45,9 +45,9 @@ export function testSend(main, kind, name) {
     if (local.length) return form.showProblems(local);
     form.clearProblems();
     send.disabled = true;
-    outcome.replaceChildren(h('p', { class: 'muted' }, 'Sending…'));
+    fill(outcome, h('p', { class: 'muted' }, 'Sending…'));
     try {
-      const body = { to: to.value.trim(), text: text.value, [kind]: name };
+      const body = { to: to.value.trim(), text: text.value, [kind]: name, metadata: { source: 'admin page test' } };
       const { data } = await api('POST', `/v1/messages?wait=${WAIT_S}`, body, { timeout: (WAIT_S + 10) * 1000 });
       show(data);
       // Still pending after the wait: follow it for a while longer.
@@ -60,13 +60,13 @@ export function testSend(main, kind, name) {
       }
     } catch (err) {
       if (err instanceof ApiError && err.status === 422 && err.problems.length) form.showProblems(err.problems);
-      else outcome.replaceChildren(errorBox(`${err.status ? `${err.status}: ` : ''}${err.message}`));
+      else fill(outcome, errorBox(`${err.status ? `${err.status}: ` : ''}${err.message}`));
     } finally {
       send.disabled = false;
     }
   });
 
-  main.replaceChildren(
+  fill(main,
     h('p', { class: 'crumbs' }, h('a', { href: `#/${plural}` }, kind === 'gateway' ? 'Gateways' : 'Routes'), ' / ',
       h('a', { href: `#/${plural}/${seg(name)}` }, name), ' / test'),
     h('h1', { tabindex: '-1' }, `Send a test SMS through ${kind} ${name}`),

@@ -1,9 +1,11 @@
 //! The page alone in headless Chromium: it loads under its own Content-Security-Policy, the
 //! policy is enforced (no inline script, no markup from strings), and the sign-in form is usable.
 
-mod support;
+#[path = "support/browser.rs"]
+#[allow(dead_code)]
+mod browser;
 
-use support::browser::Browser;
+use browser::Browser;
 
 async fn serve_page() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
