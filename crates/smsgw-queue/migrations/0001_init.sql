@@ -61,3 +61,9 @@ CREATE TABLE tokens (
     hash       TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL
 );
+
+-- Per-store settings, e.g. the secret that signs status callbacks.
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

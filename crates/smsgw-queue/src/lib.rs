@@ -158,6 +158,10 @@ pub trait Queue: Send + Sync + 'static {
     /// Counts for metrics.
     async fn stats(&self) -> Result<Stats, QueueError>;
 
+    /// A random secret of this store, created on first use and the same for every node sharing
+    /// it (it signs status callbacks).
+    async fn server_secret(&self) -> Result<Vec<u8>, QueueError>;
+
     /// Proves the store is writable (for `/readyz`).
     async fn check_writable(&self) -> Result<(), QueueError>;
 

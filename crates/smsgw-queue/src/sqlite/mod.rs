@@ -382,6 +382,21 @@ impl Queue for SqliteQueue {
         })
     }
 
+    async fn server_secret(&self) -> Result<Vec<u8>, QueueError> {
+        let fresh: [u8; 32] = rand::random();
+        let mut conn = self.write().await?;
+        // INSERT OR IGNORE then read: concurrent first calls agree on one secret.
+        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('callback_secret', ?)")
+            .bind(hex_encode(&fresh))
+            .execute(&mut *conn)
+            .await?;
+        let v: String =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'callback_secret'")
+                .fetch_one(&mut *conn)
+                .await?;
+        Ok(v.into_bytes())
+    }
+
     async fn check_writable(&self) -> Result<(), QueueError> {
         let mut conn = self.write().await?;
         let tx = conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -504,4 +519,8 @@ fn def_row(kind: DefKind, r: &sqlx::sqlite::SqliteRow) -> Result<StoredDef, Queu
             .map_err(|e| QueueError::Store(format!("a stored definition is not JSON: {e}")))?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
