@@ -39,7 +39,7 @@ class Order {
       this.render(this.items.length - 1, 'up');
     });
     this.el = h('div', { class: 'order-box' }, this.list,
-      disabled ? null : h('div', { class: 'inline-add' }, h('label', { for: this.pick.id }, 'Add gateway'), this.pick, add));
+      disabled ? null : h('div', { class: 'inline-add' }, this.pick, add));
     this.render();
   }
 
@@ -98,7 +98,7 @@ export async function routeForm(main, name) {
     form.summary,
     form.field('name', 'Name', nameInput, { required: true, id: 'rt-name' }),
     h('fieldset', {}, h('legend', {}, 'Gateways, tried in this order'),
-      form.field('gateways', 'Gateway order', order.control, { el: order.el, id: 'route-gateways-pick', hint: 'Use ↑ and ↓ to change the order.' })),
+      form.field('gateways', 'Add a gateway', order.control, { el: order.el, id: 'route-gateways-pick', hint: 'Use ↑ and ↓ to change the order.' })),
     deadline.el, retries.el, backoff.el,
     form.field('on_unknown', 'When the outcome is unknown', onUnknown, { id: 'rt-on_unknown', hint: 'stop: report it (the message may have been sent); failover: try the next gateway, the message may arrive twice.' }),
     rules.length ? h('fieldset', {}, h('legend', {}, 'Rules (kept as they are)'),

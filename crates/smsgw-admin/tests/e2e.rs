@@ -14,6 +14,7 @@ mod support;
 use std::time::Duration;
 
 use fantoccini::Locator;
+use fantoccini::key::Key;
 use support::browser::{Browser, WAIT};
 use support::server::{FILE_GATEWAY, TestServer};
 
@@ -38,9 +39,14 @@ async fn sign_in(b: &Browser, s: &TestServer) {
     b.fill("#token", "wrong-token").await;
     b.click("#sign-in").await;
     b.text_contains("#token-error", "does not know this token").await;
+    // The keyboard alone: type the token and press Enter.
     b.fill("#token", &s.admin_token).await;
-    b.click("#sign-in").await;
+    b.press(Key::Enter).await;
     b.el("#gateways").await;
+    // The focus goes to the new view's heading, and Tab leads on to its first action.
+    assert_eq!(b.js("return document.activeElement.tagName").await, "H1");
+    b.press(Key::Tab).await;
+    assert_eq!(b.focused().await, "new-gateway");
     // The token is in this tab's session storage only: not in the URL, not in a cookie.
     let url = b.client.current_url().await.unwrap();
     assert!(!url.as_str().contains(&s.admin_token));
@@ -143,12 +149,14 @@ async fn edit_secret(b: &Browser, s: &TestServer) {
     b.screenshot("04-gateway-edit").await;
     // Untouched, it is sent back as __CENSORED__ and the server keeps it.
     b.fill("#gw-description", "edited").await;
+    b.clear_flash().await;
     b.click("#save").await;
     b.text_contains("#flash", "saved").await;
     assert_eq!(test_send(b, s, "kept", None).await, "admin-user:s3cret-pass");
     // Typed, it replaces the stored one.
     b.open(&format!("/#/gateways/{GW}")).await;
     b.fill("#opt-PASSWORD", "n3w-pass").await;
+    b.clear_flash().await;
     b.click("#save").await;
     b.text_contains("#flash", "saved").await;
     assert_eq!(test_send(b, s, "replaced", None).await, "admin-user:n3w-pass");
@@ -186,8 +194,11 @@ async fn route_with_gateway_order(b: &Browser) {
         b.click("#route-gateways-add").await;
     }
     b.text_contains("#route-gateways-list", FILE_GATEWAY).await;
-    // Reorder with the keyboard-reachable buttons: the file gateway first.
-    b.click(&format!("#route-gateways-list li[data-gateway='{FILE_GATEWAY}'] button.up")).await;
+    // Reorder with the keyboard: Enter on "move up"; the focus follows the moved gateway.
+    b.el(&format!("#route-gateways-list li[data-gateway='{FILE_GATEWAY}'] button.up")).await;
+    b.js(&format!("document.querySelector(\"#route-gateways-list li[data-gateway='{FILE_GATEWAY}'] button.up\").focus(); return null")).await;
+    b.press(Key::Enter).await;
+    assert_eq!(b.focused().await, format!("Move {FILE_GATEWAY} down"));
     let first = b.el("#route-gateways-list li:first-child").await.attr("data-gateway").await.unwrap();
     assert_eq!(first.as_deref(), Some(FILE_GATEWAY));
     b.screenshot("10-route-form").await;

@@ -148,6 +148,23 @@ impl Browser {
         self.client.execute(script, vec![]).await.unwrap()
     }
 
+    /// Presses a key (e.g. `Key::Tab`) in whatever element has the focus.
+    pub async fn press(&self, key: fantoccini::key::Key) {
+        let e = self.client.active_element().await.unwrap();
+        e.send_keys(&key.to_string()).await.unwrap();
+    }
+
+    /// The id (or else the aria-label) of the element with the focus.
+    pub async fn focused(&self) -> String {
+        let v = self.js("const e = document.activeElement; return e.id || e.getAttribute('aria-label') || e.tagName").await;
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Empties the page's notice area, so that the next notice is surely a new one.
+    pub async fn clear_flash(&self) {
+        self.js("document.getElementById('flash').replaceChildren(); return null").await;
+    }
+
     /// Saves a PNG of the window as `target/admin-screenshots/{name}.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.unwrap();
