@@ -2,7 +2,7 @@
 // The hash carries only where you are, never the token.
 
 import { api, ApiError, onUnauthorized, token } from './api.js';
-import { errorBox, fill, flash, h } from './dom.js';
+import { clearStaleFlash, errorBox, fill, flash, h } from './dom.js';
 import { Form } from './forms.js';
 import { gatewayForm, listGateways } from './gateways.js';
 import { listMessages, messageDetail } from './messages.js';
@@ -70,6 +70,7 @@ const VIEWS = [
 async function route() {
   if (cleanup) { cleanup(); cleanup = null; }
   if (!token.get()) return signIn();
+  clearStaleFlash();
   nav.hidden = false;
   const hash = location.hash.startsWith('#/') ? location.hash : '#/gateways';
   for (const a of nav.querySelectorAll('a')) {

@@ -66,8 +66,14 @@ export function attemptsTable(attempts) {
 export function flash(text, kind = 'info') {
   const box = document.getElementById('flash');
   box.replaceChildren(h('p', { class: `notice ${kind === 'error' ? 'error' : 'ok'}` }, text));
+  flash.at = Date.now();
   clearTimeout(flash.timer);
   flash.timer = setTimeout(() => box.replaceChildren(), 8000);
+}
+
+/** Removes a notice on the next view change, unless it was just set for that view. */
+export function clearStaleFlash() {
+  if (Date.now() - (flash.at || 0) > 1500) document.getElementById('flash').replaceChildren();
 }
 
 /** A problem box for an error that belongs to no field. */

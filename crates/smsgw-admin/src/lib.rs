@@ -6,12 +6,10 @@
 //! build step and load nothing from elsewhere. The server mounts the page beside its API:
 //!
 //! ```
-//! # async fn demo() {
-//! let app: axum::Router = axum::Router::new()
-//!     // .nest("/v1", api) …
-//!     .merge(smsgw_admin::router());
+//! use axum::routing::get;
+//! let api: axum::Router = axum::Router::new().route("/v1/providers", get(|| async { "[]" }));
+//! let app = api.merge(smsgw_admin::router());
 //! # let _ = app;
-//! # }
 //! ```
 //!
 //! [`router`] answers `GET /` (the page) and `GET /admin/*` (its script modules and style sheet);
@@ -118,8 +116,9 @@ async fn not_found() -> Response {
 }
 
 /// The page's routes: `GET /` and `GET /admin/*`. Unknown files under `/admin/` answer 404 with
-/// the same headers; every other path is left to the router this one is merged into.
-pub fn router() -> Router {
+/// the same headers; every other path is left to the router this one is merged into. Generic
+/// over the state so that it merges into a server's router before or after `with_state`.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let mut router = Router::new();
     for asset in ASSETS {
         router = router.route(asset.path, get(move || async move { serve(asset) }));
@@ -136,7 +135,7 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get_path(path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-        let res = router()
+        let res = router::<()>()
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
             .await
             .unwrap();

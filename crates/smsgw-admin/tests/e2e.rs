@@ -113,6 +113,7 @@ async fn test_send(b: &Browser, s: &TestServer, text: &str, shot: Option<&str>) 
     b.text_contains("#outcome h2", "sent").await;
     b.text_contains("#outcome .attempts", GW).await;
     if let Some(name) = shot {
+        b.js("document.getElementById('outcome').scrollIntoView({block: 'center'}); return null").await;
         b.screenshot(name).await;
     }
     let reqs = s.sink.wait_for_requests(1, WAIT).await;
@@ -146,6 +147,7 @@ async fn edit_secret(b: &Browser, s: &TestServer) {
     assert_eq!(pw.attr("placeholder").await.unwrap().as_deref(), Some("unchanged"));
     let source = b.client.source().await.unwrap();
     assert!(!source.contains("s3cret-pass"), "the secret is nowhere in the page");
+    b.js("document.getElementById('opt-PASSWORD').scrollIntoView({block: 'center'}); return null").await;
     b.screenshot("04-gateway-edit").await;
     // Untouched, it is sent back as __CENSORED__ and the server keeps it.
     b.fill("#gw-description", "edited").await;

@@ -10,7 +10,7 @@ use browser::Browser;
 async fn serve_page() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, smsgw_admin::router()).await.unwrap() });
+    tokio::spawn(async move { axum::serve(listener, smsgw_admin::router::<()>()).await.unwrap() });
     format!("http://{addr}")
 }
 

@@ -114,7 +114,7 @@ async fn forward(up: Upstream, req: Request) -> Response {
 /// The page's routes plus every other path forwarded to `api`, on a loopback port of its own.
 async fn front(api: &str) -> String {
     let up = Upstream { api: api.to_owned(), client: client() };
-    let app = smsgw_admin::router().fallback(move |req: Request| forward(up.clone(), req));
+    let app = smsgw_admin::router::<()>().fallback(move |req: Request| forward(up.clone(), req));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
