@@ -38,8 +38,7 @@ class Order {
       this.items.push(this.pick.value);
       this.render(this.items.length - 1, 'up');
     });
-    this.el = h('div', { class: 'order-box' }, this.list,
-      disabled ? null : h('div', { class: 'inline-add' }, this.pick, add));
+    this.adder = disabled ? this.pick : h('div', { class: 'inline-add' }, this.pick, add);
     this.render();
   }
 
@@ -98,7 +97,8 @@ export async function routeForm(main, name) {
     form.summary,
     form.field('name', 'Name', nameInput, { required: true, id: 'rt-name' }),
     h('fieldset', {}, h('legend', {}, 'Gateways, tried in this order'),
-      form.field('gateways', 'Add a gateway', order.control, { el: order.el, id: 'route-gateways-pick', hint: 'Use ↑ and ↓ to change the order.' })),
+      h('p', { class: 'hint' }, 'Use ↑ and ↓ to change the order.'), order.list,
+      readOnly ? null : form.field('gateways', 'Add a gateway', order.control, { el: order.adder, id: 'route-gateways-pick' })),
     deadline.el, retries.el, backoff.el,
     form.field('on_unknown', 'When the outcome is unknown', onUnknown, { id: 'rt-on_unknown', hint: 'stop: report it (the message may have been sent); failover: try the next gateway, the message may arrive twice.' }),
     rules.length ? h('fieldset', {}, h('legend', {}, 'Rules (kept as they are)'),

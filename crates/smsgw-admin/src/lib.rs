@@ -78,7 +78,10 @@ pub fn security_headers() -> [(HeaderName, HeaderValue); 7] {
             HeaderValue::from_static("nosniff"),
         ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
         // The files change with the binary: always revalidate, never keep a stale script.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (
@@ -96,7 +99,10 @@ fn serve(asset: &'static Asset) -> Response {
     (
         StatusCode::OK,
         security_headers(),
-        [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        )],
         asset.body,
     )
         .into_response()
@@ -194,12 +200,21 @@ mod tests {
             assert!(!tag.contains(" style="), "style attribute: <{tag}>");
             assert!(!tag.contains(" on"), "handler attribute: <{tag}>");
         }
-        for asset in ASSETS.iter().filter(|a| !a.content_type.starts_with("image/")) {
+        for asset in ASSETS
+            .iter()
+            .filter(|a| !a.content_type.starts_with("image/"))
+        {
             let text = String::from_utf8_lossy(asset.body);
             assert!(!text.contains("http://"), "{}", asset.path);
             assert!(!text.contains("https://"), "{}", asset.path);
             if asset.content_type == JS {
-                for bad in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+                for bad in [
+                    "innerHTML",
+                    "outerHTML",
+                    "insertAdjacentHTML",
+                    "document.write",
+                    "eval(",
+                ] {
                     assert!(!text.contains(bad), "{} uses {bad}", asset.path);
                 }
             }

@@ -19,7 +19,11 @@ const APT_HINT: &str = "install the Debian packages `chromium` and `chromium-dri
 fn find_program(var: &str, candidates: &[&str]) -> PathBuf {
     if let Some(p) = std::env::var_os(var) {
         let p = PathBuf::from(p);
-        assert!(p.exists(), "{var}={} does not exist: {APT_HINT}", p.display());
+        assert!(
+            p.exists(),
+            "{var}={} does not exist: {APT_HINT}",
+            p.display()
+        );
         return p;
     }
     for c in candidates {
@@ -27,11 +31,17 @@ fn find_program(var: &str, candidates: &[&str]) -> PathBuf {
             return PathBuf::from(c);
         }
     }
-    panic!("the browser tests need headless Chromium and chromedriver, and {candidates:?} was not found: {APT_HINT}");
+    panic!(
+        "the browser tests need headless Chromium and chromedriver, and {candidates:?} was not found: {APT_HINT}"
+    );
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A browser session. Screenshots go to `target/admin-screenshots/`.
@@ -46,8 +56,18 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium that opens pages under `base`.
     pub async fn start(base: &str) -> Browser {
         // Debian's /usr/bin/chromium is a shell wrapper; chromedriver needs the real binary.
-        let chromium = find_program("SMSGW_CHROMIUM", &["/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser"]);
-        let driver_bin = find_program("SMSGW_CHROMEDRIVER", &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
+        let chromium = find_program(
+            "SMSGW_CHROMIUM",
+            &[
+                "/usr/lib/chromium/chromium",
+                "/usr/bin/chromium",
+                "/usr/bin/chromium-browser",
+            ],
+        );
+        let driver_bin = find_program(
+            "SMSGW_CHROMEDRIVER",
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+        );
         let profile = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut cmd = Command::new(&driver_bin);
@@ -58,7 +78,9 @@ impl Browser {
             .stderr(Stdio::null());
         // Its own process group, so that Drop can stop chromedriver and every browser process.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let driver = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}; {APT_HINT}", driver_bin.display()));
+        let driver = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}; {APT_HINT}", driver_bin.display()));
         let url = format!("http://127.0.0.1:{port}");
         let caps = json!({
             "browserName": "chrome",
@@ -78,12 +100,18 @@ impl Browser {
         let mut browser_driver = Some(driver);
         let client = loop {
             let conn = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(conn).capabilities(caps.clone()).connect(&url).await {
+            match ClientBuilder::new(conn)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
                 Ok(c) => break c,
                 Err(e) if Instant::now() < deadline => {
                     let d = browser_driver.as_mut().unwrap();
                     if let Ok(Some(status)) = d.try_wait() {
-                        panic!("chromedriver exited ({status}) before a session started: {APT_HINT}");
+                        panic!(
+                            "chromedriver exited ({status}) before a session started: {APT_HINT}"
+                        );
                     }
                     let _ = e;
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -101,7 +129,10 @@ impl Browser {
 
     /// Opens `path` (e.g. `/#/gateways`) of the server under test.
     pub async fn open(&self, path: &str) {
-        self.client.goto(&format!("{}{path}", self.base)).await.unwrap();
+        self.client
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
     }
 
     /// Waits for an element.
@@ -116,20 +147,33 @@ impl Browser {
 
     /// Waits until `css` exists and its text contains `needle`; returns the text.
     pub async fn text_contains(&self, css: &str, needle: &str) -> String {
+        self.wait_text(css, &format!("contain {needle:?}"), |t| t.contains(needle))
+            .await
+    }
+
+    /// Waits until `css` exists and shows some text; returns it.
+    pub async fn text_shown(&self, css: &str) -> String {
+        self.wait_text(css, "show a text", |t| !t.trim().is_empty())
+            .await
+    }
+
+    async fn wait_text(&self, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
         let mut last = String::new();
         while Instant::now() < deadline {
-            if let Ok(e) = self.client.find(Locator::Css(css)).await {
-                if let Ok(t) = e.text().await {
-                    if t.contains(needle) {
-                        return t;
-                    }
-                    last = t;
+            let text = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => e.text().await.ok(),
+                Err(_) => None,
+            };
+            if let Some(t) = text {
+                if ok(&t) {
+                    return t;
                 }
+                last = t;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("{css} did not come to contain {needle:?} within {WAIT:?}; last text: {last:?}");
+        panic!("{css} did not come to {what} within {WAIT:?}; last text: {last:?}");
     }
 
     /// Clears a field and types `text` into it.
@@ -162,7 +206,8 @@ impl Browser {
 
     /// Empties the page's notice area, so that the next notice is surely a new one.
     pub async fn clear_flash(&self) {
-        self.js("document.getElementById('flash').replaceChildren(); return null").await;
+        self.js("document.getElementById('flash').replaceChildren(); return null")
+            .await;
     }
 
     /// Saves a PNG of the window as `target/admin-screenshots/{name}.png` and returns its path.
@@ -177,7 +222,9 @@ impl Browser {
 
     /// Ends the session (closes the browser) and stops chromedriver.
     pub async fn close(self) {
-        let Browser { client, _driver, .. } = self;
+        let Browser {
+            client, _driver, ..
+        } = self;
         let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
         drop(_driver);
     }
@@ -195,9 +242,12 @@ struct DriverGuard(Child);
 impl Drop for DriverGuard {
     fn drop(&mut self) {
         // The whole group: chromedriver and the browser it started (by our child's id only).
-        let _ = Command::new("kill").arg("-KILL").arg("--").arg(format!("-{}", self.0.id())).status();
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .arg(format!("-{}", self.0.id()))
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
-

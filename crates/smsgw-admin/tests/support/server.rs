@@ -56,7 +56,10 @@ impl TestServer {
         let queue = SqliteQueue::open(&db).await.unwrap();
         let admin_token = smsgw_server::generate_token();
         let send_token = smsgw_server::generate_token();
-        for (name, scope, token) in [("e2e-admin", Scope::Admin, &admin_token), ("e2e-send", Scope::Send, &send_token)] {
+        for (name, scope, token) in [
+            ("e2e-admin", Scope::Admin, &admin_token),
+            ("e2e-send", Scope::Send, &send_token),
+        ] {
             queue
                 .create_token(&TokenRecord {
                     name: name.into(),
@@ -72,8 +75,21 @@ impl TestServer {
         let queue: Arc<dyn Queue> = Arc::new(queue);
         let server = smsgw_server::start_with_queue(opts, queue).await.unwrap();
         let api = format!("http://{}", server.addr());
-        let base = if serves_page(&api).await { api.clone() } else { front(&api).await };
-        TestServer { server, sink, base, api, admin_token, send_token, _dir: dir, config }
+        let base = if serves_page(&api).await {
+            api.clone()
+        } else {
+            front(&api).await
+        };
+        TestServer {
+            server,
+            sink,
+            base,
+            api,
+            admin_token,
+            send_token,
+            _dir: dir,
+            config,
+        }
     }
 
     pub async fn stop(self) {
@@ -87,9 +103,14 @@ fn client() -> Client<HttpConnector, Body> {
 
 /// True when the server answers `/` with the admin page (it mounts the router itself).
 async fn serves_page(api: &str) -> bool {
-    let req = axum::http::Request::get(format!("{api}/")).body(Body::empty()).unwrap();
+    let req = axum::http::Request::get(format!("{api}/"))
+        .body(Body::empty())
+        .unwrap();
     match client().request(req).await {
-        Ok(r) => r.headers().get("content-security-policy").is_some_and(|v| v == smsgw_admin::CONTENT_SECURITY_POLICY),
+        Ok(r) => r
+            .headers()
+            .get("content-security-policy")
+            .is_some_and(|v| v == smsgw_admin::CONTENT_SECURITY_POLICY),
         Err(_) => false,
     }
 }
@@ -102,10 +123,18 @@ struct Upstream {
 
 async fn forward(up: Upstream, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     parts.uri = format!("{}{pq}", up.api).parse().unwrap();
     parts.headers.remove(axum::http::header::HOST);
-    match up.client.request(axum::http::Request::from_parts(parts, body)).await {
+    match up
+        .client
+        .request(axum::http::Request::from_parts(parts, body))
+        .await
+    {
         Ok(r) => r.map(Body::new).into_response(),
         Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
@@ -113,7 +142,10 @@ async fn forward(up: Upstream, req: Request) -> Response {
 
 /// The page's routes plus every other path forwarded to `api`, on a loopback port of its own.
 async fn front(api: &str) -> String {
-    let up = Upstream { api: api.to_owned(), client: client() };
+    let up = Upstream {
+        api: api.to_owned(),
+        client: client(),
+    };
     let app = smsgw_admin::router::<()>().fallback(move |req: Request| forward(up.clone(), req));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
