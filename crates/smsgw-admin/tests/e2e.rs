@@ -6,7 +6,8 @@
 //! fixed), see `<script>` in its description shown as text, send a test SMS and see it arrive at
 //! the sink and as `sent` in the message list and its detail, edit the gateway without seeing
 //! its secret (kept when untouched, replaced when typed), see the file-defined gateway
-//! read-only, use the page on a phone-sized screen, delete the gateway. Screenshots of each page
+//! read-only, use the page on a phone-sized screen, order a route's gateways, delete the gateway,
+//! sign out, and be asked to sign in again when the token is revoked. Screenshots of each page
 //! go to `target/admin-screenshots/`.
 
 mod support;
@@ -341,6 +342,29 @@ async fn delete_gateway(b: &Browser) {
     assert!(!list.contains(GW), "{list}");
 }
 
+async fn sign_out_and_revoked_token(b: &Browser, s: &TestServer) {
+    let stored = "return sessionStorage.getItem('smsgw.admin.token')";
+    b.click("#sign-out").await;
+    b.el("#signin-form").await;
+    assert_eq!(
+        b.js(stored).await,
+        serde_json::Value::Null,
+        "signing out forgets the token"
+    );
+    b.fill("#token", &s.admin_token).await;
+    b.press(Key::Enter).await;
+    b.el("#gateways").await;
+    // The token is revoked while the page is open: the next call gets 401, the page forgets the
+    // token and asks for one again, saying why.
+    let revoke = "return fetch('/v1/tokens/e2e-admin', {method: 'DELETE', headers: \
+        {Authorization: 'Bearer ' + sessionStorage.getItem('smsgw.admin.token')}}).then(r => r.status)";
+    assert_eq!(b.js(revoke).await, 204);
+    b.open("/#/messages").await;
+    b.text_contains("main", "no longer accepts the token").await;
+    b.el("#signin-form").await;
+    assert_eq!(b.js(stored).await, serde_json::Value::Null);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_session_end_to_end() {
     let s = TestServer::start().await;
@@ -356,6 +380,7 @@ async fn an_admin_session_end_to_end() {
     phone_screen(&b).await;
     route_with_gateway_order(&b).await;
     delete_gateway(&b).await;
+    sign_out_and_revoked_token(&b, &s).await;
     b.close().await;
     s.stop().await;
 }
