@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use indexmap::IndexMap;
 use smsgw_queue::{NewMessage, Scope, Status, Target};
 
@@ -95,7 +94,7 @@ pub(crate) async fn privacyidea(
     State(app): State<App>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Response {
     if let Err(p) = auth(&app, &headers, Scope::Send).await {
         return text(p.status, format!("ERROR {}", p.detail));
@@ -208,7 +207,7 @@ pub(crate) async fn kannel_post(
     State(app): State<App>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Response {
     kannel(app, params(&query, &headers, &body)).await
 }

@@ -88,6 +88,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         r
     }
 }
@@ -100,4 +104,40 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Prob
             "the body is not valid JSON of the expected shape: {e}"
         ))
     })
+}
+
+/// A request body read in full, with the read's failures as problems: 413 over the limit, 408
+/// when the client is too slow, 400 otherwise.
+pub struct Body(pub bytes::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = Problem;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Problem> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body(b)),
+            Err(rej) => {
+                let status = rej.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    return Err(Problem::new(
+                        status,
+                        "body too large",
+                        "the request body is over the limit (1 MiB; 16 MiB for batches)",
+                    ));
+                }
+                let mut src: Option<&dyn std::error::Error> = Some(&rej);
+                while let Some(e) = src {
+                    if e.is::<tower_http::timeout::TimeoutError>() {
+                        return Err(Problem::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request timeout",
+                            "the request body did not arrive in time",
+                        ));
+                    }
+                    src = e.source();
+                }
+                Err(Problem::bad_request("the request body could not be read"))
+            }
+        }
+    }
 }

@@ -4,7 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use smsgw_core::{Gateway, Message, ProviderDescriptor};
@@ -112,7 +111,7 @@ pub(crate) async fn put_gateway(
     State(app): State<App>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Result<Response, Problem> {
     auth(&app, &headers, Scope::Admin).await?;
     check_id(&id)?;
@@ -223,7 +222,7 @@ pub(crate) async fn test_send(
     app: App,
     target: Target,
     headers: HeaderMap,
-    body: Bytes,
+    body: bytes::Bytes,
 ) -> Result<Response, Problem> {
     auth(&app, &headers, Scope::Admin).await?;
     if !app.catalog().knows(&target) {
@@ -261,7 +260,7 @@ pub(crate) async fn test_gateway(
     State(app): State<App>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Result<Response, Problem> {
     test_send(app, Target::Gateway(id), headers, body).await
 }
@@ -271,7 +270,7 @@ pub(crate) async fn test_route(
     State(app): State<App>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Result<Response, Problem> {
     test_send(app, Target::Route(name), headers, body).await
 }
@@ -309,7 +308,7 @@ pub(crate) async fn put_route(
     State(app): State<App>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Result<Response, Problem> {
     auth(&app, &headers, Scope::Admin).await?;
     check_id(&name)?;
@@ -406,7 +405,7 @@ pub struct TokenBody {
 pub(crate) async fn create_token(
     State(app): State<App>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Result<Response, Problem> {
     auth(&app, &headers, Scope::Admin).await?;
     let b: TokenBody = parse_json(&body)?;

@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use smsgw_queue::{ListQuery, MessageRecord, NewMessage, Scope, Status, Target, TokenRecord};
@@ -231,7 +230,7 @@ pub(crate) async fn send(
     State(app): State<App>,
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Result<Response, Problem> {
     let token = auth(&app, &headers, Scope::Send).await?;
     let wait = parse_wait(&q)?;
@@ -283,7 +282,7 @@ pub struct BatchBody {
 pub(crate) async fn batch(
     State(app): State<App>,
     headers: HeaderMap,
-    body: Bytes,
+    crate::problem::Body(body): crate::problem::Body,
 ) -> Result<Response, Problem> {
     let token = auth(&app, &headers, Scope::Send).await?;
     let b: BatchBody = parse_json(&body)?;
