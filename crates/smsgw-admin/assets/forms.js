@@ -132,12 +132,9 @@ export function secretInput(id, stored, disabled) {
   return { input, wrap, read };
 }
 
-/** True when a key names a secret (the core's rule, coarse: the server decides; this only picks the input type). */
-export const looksSecret = (key) => /pass|pwd|secret|token|key|auth|cookie|credential/i.test(key);
-
 /**
- * Editable name/value rows (free options, headers). `entries` are [name, value] pairs; values
- * that look secret or are censored get a password input.
+ * Editable name/value rows (free options, headers). `entries` are [name, value] pairs; a value
+ * the service answered censored gets a password input that keeps it unless replaced.
  */
 export class Rows {
   constructor(form, { id, legend, noun, hint, entries = [], disabled = false }) {
@@ -158,7 +155,8 @@ export class Rows {
     const n = this.rows.length + 1;
     const base = `${this.id}-${uid('r')}`;
     const keyInput = h('input', { id: `${base}-name`, type: 'text', value: name, spellcheck: 'false', autocomplete: 'off', disabled: this.disabled, class: 'kv-name' });
-    const secret = typeof value === 'string' && (value === CENSORED || looksSecret(name));
+    // Which names are secret is the service's rule (it answers them censored): no copy here.
+    const secret = value === CENSORED;
     const val = secret ? secretInput(`${base}-value`, value, this.disabled)
       : { input: h('input', { id: `${base}-value`, type: 'text', value: typeof value === 'string' ? value : JSON.stringify(value), spellcheck: 'false', autocomplete: 'off', disabled: this.disabled, class: 'kv-value' }) };
     if (!val.wrap) val.wrap = val.input;
