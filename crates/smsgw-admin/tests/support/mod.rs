@@ -1,0 +1,5 @@
+//! What the browser tests share.
+#![allow(dead_code)]
+
+pub mod browser;
+pub mod server;
