@@ -24,13 +24,26 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { messages: 6000, latency: Duration::from_millis(20), json: false };
+    let mut a = Args {
+        messages: 6000,
+        latency: Duration::from_millis(20),
+        json: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--messages" => a.messages = it.next().and_then(|v| v.parse().ok()).expect("--messages N"),
+            "--messages" => {
+                a.messages = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
             "--latency-ms" => {
-                a.latency = Duration::from_millis(it.next().and_then(|v| v.parse().ok()).expect("--latency-ms MS"))
+                a.latency = Duration::from_millis(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--latency-ms MS"),
+                )
             }
             "--json" => a.json = true,
             other => panic!("unknown option {other}"),
@@ -59,13 +72,17 @@ async fn accept(url: &str, n: usize, offset: usize) -> f64 {
     for node in 0..2 {
         let url = url.to_owned();
         tasks.push(tokio::spawn(async move {
-            let q = NatsQueue::connect(&url, NatsOptions::default()).await.expect("connect");
+            let q = NatsQueue::connect(&url, NatsOptions::default())
+                .await
+                .expect("connect");
             let started = Instant::now();
             let mine = n / 2;
             let mut done = 0;
             while done < mine {
                 let k = 500.min(mine - done);
-                q.enqueue_batch(batch(k, offset + node * mine + done)).await.expect("accepted");
+                q.enqueue_batch(batch(k, offset + node * mine + done))
+                    .await
+                    .expect("accepted");
                 done += k;
             }
             mine as f64 / started.elapsed().as_secs_f64()
@@ -85,17 +102,34 @@ async fn drain(url: &str, sink: &HttpSink, config: &str, workers: usize, n: usiz
     let mut handles = Vec::new();
     let started = Instant::now();
     for _ in 0..workers {
-        let q = Arc::new(NatsQueue::connect(url, NatsOptions::default()).await.expect("connect"));
+        let q = Arc::new(
+            NatsQueue::connect(url, NatsOptions::default())
+                .await
+                .expect("connect"),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         stops.push(stop);
-        let opts = WorkerOptions { concurrency: 64, idle_poll: Duration::from_millis(5), ..Default::default() };
-        handles.push(tokio::spawn(run_worker(q, Arc::new(gateways(config)), None, opts, async move {
-            let _ = stopped.await;
-        })));
+        let opts = WorkerOptions {
+            concurrency: 64,
+            idle_poll: Duration::from_millis(5),
+            ..Default::default()
+        };
+        handles.push(tokio::spawn(run_worker(
+            q,
+            Arc::new(gateways(config)),
+            None,
+            opts,
+            async move {
+                let _ = stopped.await;
+            },
+        )));
     }
     let until = Instant::now() + Duration::from_secs(60);
     while sink.recorder().len() < before + n {
-        assert!(Instant::now() < until, "the workers did not finish within a minute");
+        assert!(
+            Instant::now() < until,
+            "the workers did not finish within a minute"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
@@ -133,7 +167,10 @@ async fn main() {
             })
         );
     } else {
-        println!("nats: sink latency {:?}, {} messages per run", a.latency, a.messages);
+        println!(
+            "nats: sink latency {:?}, {} messages per run",
+            a.latency, a.messages
+        );
         println!("  one worker (concurrency 64):    {one:>8.0} msg/s");
         println!("  three workers (concurrency 64): {three:>8.0} msg/s");
         println!("  ratio {ratio:.2} (goal >= 2.7)");

@@ -3,8 +3,8 @@
 use async_nats::jetstream::kv::{self, CreateErrorKind};
 use futures::{StreamExt, TryStreamExt};
 use smsgw_queue::{
-    DefKind, ListQuery, MAX_PAGE, MessageRecord, Millis, Page, Pruned, QueueError, Receipt,
-    Stats, Status, StoredDef, Target, TokenRecord, now_ms,
+    DefKind, ListQuery, MAX_PAGE, MessageRecord, Millis, Page, Pruned, QueueError, Receipt, Stats,
+    Status, StoredDef, Target, TokenRecord, now_ms,
 };
 
 use crate::records::{self, Cas};
@@ -32,7 +32,9 @@ fn def_key(kind: DefKind, id: &str) -> String {
 
 impl NatsQueue {
     pub(crate) async fn get_one(&self, id: &str) -> Result<Option<MessageRecord>, QueueError> {
-        Ok(records::load(&self.messages, id).await?.map(|(s, _)| s.record))
+        Ok(records::load(&self.messages, id)
+            .await?
+            .map(|(s, _)| s.record))
     }
 
     pub(crate) async fn find_key(&self, key: &str) -> Result<Option<MessageRecord>, QueueError> {
@@ -49,7 +51,11 @@ impl NatsQueue {
         let mut out = Vec::new();
         let mut next = None;
         for id in keys(&self.messages).await?.into_iter().rev() {
-            if query.before.as_ref().is_some_and(|b| id.as_str() >= b.as_str()) {
+            if query
+                .before
+                .as_ref()
+                .is_some_and(|b| id.as_str() >= b.as_str())
+            {
                 continue;
             }
             let Some(rec) = self.get_one(&id).await? else {
@@ -204,7 +210,11 @@ impl NatsQueue {
         Ok(out)
     }
 
-    pub(crate) async fn def(&self, kind: DefKind, id: &str) -> Result<Option<StoredDef>, QueueError> {
+    pub(crate) async fn def(
+        &self,
+        kind: DefKind,
+        id: &str,
+    ) -> Result<Option<StoredDef>, QueueError> {
         let Some(b) = self
             .definitions
             .get(def_key(kind, id))

@@ -72,7 +72,11 @@ pub fn msg_subject(target: &Target) -> String {
 
 /// The dead-letter subject of `target`.
 pub fn dead_subject(target: &Target) -> String {
-    format!("smsgw.dead.{}.{}", kind_letter(target), token(target.name()))
+    format!(
+        "smsgw.dead.{}.{}",
+        kind_letter(target),
+        token(target.name())
+    )
 }
 
 /// The durable consumer that all workers share for `target`.

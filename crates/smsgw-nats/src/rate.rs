@@ -64,9 +64,21 @@ impl RateLimiter {
             let (mut b, rev) = match entry.filter(|e| e.operation == kv::Operation::Put) {
                 Some(e) => match serde_json::from_slice::<Bucket>(&e.value) {
                     Ok(b) => (b, Some(e.revision)),
-                    Err(_) => (Bucket { tokens: burst, at: now }, Some(e.revision)),
+                    Err(_) => (
+                        Bucket {
+                            tokens: burst,
+                            at: now,
+                        },
+                        Some(e.revision),
+                    ),
                 },
-                None => (Bucket { tokens: burst, at: now }, None),
+                None => (
+                    Bucket {
+                        tokens: burst,
+                        at: now,
+                    },
+                    None,
+                ),
             };
             let elapsed = (now - b.at).max(0) as f64 / 1000.0;
             b.tokens = (b.tokens + elapsed * per_second).min(burst);

@@ -149,7 +149,5 @@ pub(crate) async fn update(
 /// Message ids are UUIDs; anything else (a client's typo in a URL) is simply not found, and
 /// never reaches the broker as a key.
 pub(crate) fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }

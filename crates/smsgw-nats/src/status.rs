@@ -63,15 +63,9 @@ async fn depth(js: &jetstream::Context, name: &str) -> Result<u64, QueueError> {
 }
 
 pub(crate) async fn collect(js: &jetstream::Context) -> Result<QueueStatus, QueueError> {
-    let stream = js
-        .get_stream(names::MSG_STREAM)
-        .await
-        .map_err(store_err)?;
-    let infos: Vec<jetstream::consumer::Info> = stream
-        .consumers()
-        .try_collect()
-        .await
-        .map_err(store_err)?;
+    let stream = js.get_stream(names::MSG_STREAM).await.map_err(store_err)?;
+    let infos: Vec<jetstream::consumer::Info> =
+        stream.consumers().try_collect().await.map_err(store_err)?;
     let mut consumers: Vec<ConsumerStatus> = infos
         .into_iter()
         .map(|i| {

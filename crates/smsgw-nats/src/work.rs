@@ -339,7 +339,8 @@ impl NatsQueue {
         target: &Target,
         reason: &str,
     ) -> Result<(), QueueError> {
-        self.publish_dead(target, reason, msg.payload.clone()).await?;
+        self.publish_dead(target, reason, msg.payload.clone())
+            .await?;
         ack(msg, AckKind::Term).await;
         Ok(())
     }
@@ -454,7 +455,12 @@ fn deadline_of(record: &MessageRecord, deadline: Duration) -> Millis {
 }
 
 fn last_error(record: &MessageRecord) -> String {
-    match record.attempts.iter().rev().find_map(|a| a.error.as_deref()) {
+    match record
+        .attempts
+        .iter()
+        .rev()
+        .find_map(|a| a.error.as_deref())
+    {
         Some(e) => format!("; last error: {e}"),
         None => String::new(),
     }

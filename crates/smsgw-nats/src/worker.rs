@@ -118,7 +118,12 @@ async fn round<Q: Queue>(
                 return started;
             };
             started = true;
-            let (q, g, l, o) = (queue.clone(), gateways.clone(), limiter.clone(), opts.clone());
+            let (q, g, l, o) = (
+                queue.clone(),
+                gateways.clone(),
+                limiter.clone(),
+                opts.clone(),
+            );
             tokio::spawn(async move {
                 send_one(&*q, &g, l.as_ref(), &o, c).await;
                 drop(permit);
@@ -137,7 +142,10 @@ async fn send_one<Q: Queue>(
 ) {
     let rec = &claimed.record;
     let (attempt, outcome) = match &rec.target {
-        Target::Route(name) => refuse(name, format!("route '{name}': routes are not resolved by this worker")),
+        Target::Route(name) => refuse(
+            name,
+            format!("route '{name}': routes are not resolved by this worker"),
+        ),
         Target::Gateway(id) => match gateways.get(id) {
             None => refuse(id, format!("gateway '{id}' is not defined on this worker")),
             Some(gw) => {
@@ -170,7 +178,12 @@ fn refuse(gateway: &str, reason: String) -> (Attempt, Outcome) {
         ms: 0,
         at: now_ms(),
     };
-    (attempt, Outcome::Final { status: Status::Failed })
+    (
+        attempt,
+        Outcome::Final {
+            status: Status::Failed,
+        },
+    )
 }
 
 fn classify(
@@ -183,8 +196,16 @@ fn classify(
     let at = now_ms();
     match result {
         Ok(receipt) => (
-            Attempt { gateway: gateway.to_owned(), kind: "sent".into(), error: None, ms, at },
-            Outcome::Sent { message_ids: receipt.message_ids },
+            Attempt {
+                gateway: gateway.to_owned(),
+                kind: "sent".into(),
+                error: None,
+                ms,
+                at,
+            },
+            Outcome::Sent {
+                message_ids: receipt.message_ids,
+            },
         ),
         Err(e) => {
             let attempt = Attempt {
@@ -197,11 +218,17 @@ fn classify(
             let outcome = if e.is_retry_safe() {
                 let factor = 2u32.saturating_pow(tries_before.min(16) as u32);
                 let wait = opts.backoff.saturating_mul(factor).min(opts.max_backoff);
-                Outcome::Retry { not_before: at + wait.as_millis() as i64 }
+                Outcome::Retry {
+                    not_before: at + wait.as_millis() as i64,
+                }
             } else if e.may_have_been_sent() {
-                Outcome::Final { status: Status::Unknown }
+                Outcome::Final {
+                    status: Status::Unknown,
+                }
             } else {
-                Outcome::Final { status: Status::Failed }
+                Outcome::Final {
+                    status: Status::Failed,
+                }
             };
             (attempt, outcome)
         }

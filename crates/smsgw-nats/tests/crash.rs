@@ -81,7 +81,9 @@ async fn two_nodes_three_workers_one_killed() {
         NatsQueue::connect(&nats.url(), opts()).await.unwrap(),
         NatsQueue::connect(&nats.url(), opts()).await.unwrap(),
     ];
-    let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(&nats.url(), &sink.url())).collect();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|_| spawn_worker(&nats.url(), &sink.url()))
+        .collect();
 
     let mut ids: Vec<(String, String)> = Vec::with_capacity(MESSAGES);
     let mut killed = false;
@@ -122,7 +124,11 @@ async fn two_nodes_three_workers_one_killed() {
         let mut all = Vec::with_capacity(ids.len());
         let mut pending = 0;
         for (n, (id, _)) in ids.iter().enumerate() {
-            let r = nodes[n % 2].get(id).await.unwrap().expect("accepted message exists");
+            let r = nodes[n % 2]
+                .get(id)
+                .await
+                .unwrap()
+                .expect("accepted message exists");
             pending += usize::from(!r.status.is_final());
             all.push(r);
         }

@@ -45,7 +45,12 @@ fn quick_retries() -> WorkerOptions {
 async fn statuses(q: &NatsQueue, ids: &[String]) -> HashMap<Status, usize> {
     let mut out = HashMap::new();
     for id in ids {
-        let s = q.get(id).await.unwrap().expect("accepted message exists").status;
+        let s = q
+            .get(id)
+            .await
+            .unwrap()
+            .expect("accepted message exists")
+            .status;
         *out.entry(s).or_default() += 1;
     }
     out
@@ -58,7 +63,10 @@ async fn wait_all(q: &NatsQueue, ids: &[String], status: Status, within: Duratio
         if s.get(&status) == Some(&ids.len()) {
             return;
         }
-        assert!(tokio::time::Instant::now() < until, "not all {status} in time: {s:?}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not all {status} in time: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -76,14 +84,30 @@ async fn a_dead_gateway_holds_up_only_its_own_messages() {
     let nats = NatsServer::start();
     let up = HttpSink::start().await.unwrap();
     // The down gateway's address: nothing listens there until it "returns".
-    let down_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let config = http_gateway("up", &up.url()) + &http_gateway("down", &format!("http://{down_addr}"));
+    let down_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config =
+        http_gateway("up", &up.url()) + &http_gateway("down", &format!("http://{down_addr}"));
     let q = Arc::new(NatsQueue::connect(&nats.url(), opts()).await.unwrap());
     let mut down_ids = Vec::new();
     let mut up_ids = Vec::new();
     for i in 0..40 {
-        down_ids.push(q.enqueue(msg("down", format!("d{i}"))).await.unwrap().record.id);
-        up_ids.push(q.enqueue(msg("up", format!("u{i}"))).await.unwrap().record.id);
+        down_ids.push(
+            q.enqueue(msg("down", format!("d{i}")))
+                .await
+                .unwrap()
+                .record
+                .id,
+        );
+        up_ids.push(
+            q.enqueue(msg("up", format!("u{i}")))
+                .await
+                .unwrap()
+                .record
+                .id,
+        );
     }
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(run_worker(
@@ -102,7 +126,11 @@ async fn a_dead_gateway_holds_up_only_its_own_messages() {
     assert_eq!(waiting.get(&Status::Sent), None, "{waiting:?}");
     assert_eq!(waiting.get(&Status::Failed), None, "{waiting:?}");
     let some = q.get(&down_ids[0]).await.unwrap().unwrap();
-    assert!(some.attempts.iter().all(|a| a.kind == "not_sent"), "{:?}", some.attempts);
+    assert!(
+        some.attempts.iter().all(|a| a.kind == "not_sent"),
+        "{:?}",
+        some.attempts
+    );
     assert!(!some.attempts.is_empty());
 
     // The gateway returns: its messages flow.
@@ -155,7 +183,11 @@ async fn a_broker_restart_loses_nothing_accepted() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     nats.restart();
     let (accepted, refused) = client.await.unwrap();
-    assert!(accepted.len() > 300, "accepted {} refused {refused}", accepted.len());
+    assert!(
+        accepted.len() > 300,
+        "accepted {} refused {refused}",
+        accepted.len()
+    );
     let ids: Vec<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
     let until = tokio::time::Instant::now() + Duration::from_secs(60);
     let records = loop {
@@ -171,16 +203,25 @@ async fn a_broker_restart_loses_nothing_accepted() {
         if recs.len() == ids.len() && recs.iter().all(|r| r.status.is_final()) {
             break recs;
         }
-        assert!(tokio::time::Instant::now() < until, "not all final after the restart");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not all final after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let got = texts_received(&sink);
     for r in &records {
         assert_eq!(r.status, Status::Sent, "{r:?}");
         let n = got.get(r.text.as_deref().unwrap()).copied().unwrap_or(0);
-        assert!(n == 1 || (r.possible_duplicate && n == 2), "{r:?} received {n} times");
+        assert!(
+            n == 1 || (r.possible_duplicate && n == 2),
+            "{r:?} received {n} times"
+        );
     }
-    eprintln!("accepted {}, refused during the outage {refused}", accepted.len());
+    eprintln!(
+        "accepted {}, refused during the outage {refused}",
+        accepted.len()
+    );
     let _ = stop.send(());
     worker.await.unwrap();
 }

@@ -47,7 +47,10 @@ fn fast() -> NatsOptions {
 #[tokio::test]
 async fn a_message_lives_the_same_on_every_node() {
     let nats = NatsServer::start();
-    let (a, b) = (node(&nats.url(), fast()).await, node(&nats.url(), fast()).await);
+    let (a, b) = (
+        node(&nats.url(), fast()).await,
+        node(&nats.url(), fast()).await,
+    );
     let mut m = msg("sms1", "otp-secret-417");
     m.callback_url = Some("http://127.0.0.1:9/cb".into());
     let id = a.enqueue(m).await.unwrap().record.id;
@@ -68,7 +71,14 @@ async fn a_message_lives_the_same_on_every_node() {
     assert_eq!(a.get(&id).await.unwrap().unwrap().status, Status::Sending);
     // An outcome under a wrong lease is refused.
     let wrong = b
-        .complete(&id, claimed[0].lease + 1, vec![], Outcome::Final { status: Status::Failed })
+        .complete(
+            &id,
+            claimed[0].lease + 1,
+            vec![],
+            Outcome::Final {
+                status: Status::Failed,
+            },
+        )
         .await;
     assert!(matches!(wrong, Err(QueueError::LeaseLost(_))), "{wrong:?}");
     let done = b
@@ -76,7 +86,9 @@ async fn a_message_lives_the_same_on_every_node() {
             &id,
             claimed[0].lease,
             vec![attempt("sms1", "sent")],
-            Outcome::Sent { message_ids: vec!["p-1".into()] },
+            Outcome::Sent {
+                message_ids: vec!["p-1".into()],
+            },
         )
         .await
         .unwrap();
@@ -88,16 +100,29 @@ async fn a_message_lives_the_same_on_every_node() {
     assert!(a.ready_targets().await.unwrap().is_empty());
 
     // A delivery receipt reaches the message through the provider id, on any node.
-    let r = Receipt { gateway: "sms1".into(), provider_id: "p-1".into(), delivered: true };
-    assert_eq!(a.record_receipt(&r).await.unwrap().unwrap().status, Status::Delivered);
-    let unknown = Receipt { provider_id: "nope".into(), ..r };
+    let r = Receipt {
+        gateway: "sms1".into(),
+        provider_id: "p-1".into(),
+        delivered: true,
+    };
+    assert_eq!(
+        a.record_receipt(&r).await.unwrap().unwrap().status,
+        Status::Delivered
+    );
+    let unknown = Receipt {
+        provider_id: "nope".into(),
+        ..r
+    };
     assert!(a.record_receipt(&unknown).await.unwrap().is_none());
 
     // One callback per final status (sent, delivered), taken once across nodes.
     let jobs = a.due_callbacks(10).await.unwrap();
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     assert!(b.due_callbacks(10).await.unwrap().is_empty());
-    assert!(!jobs[0].body.contains("otp-secret-417"), "the text stays out of callbacks");
+    assert!(
+        !jobs[0].body.contains("otp-secret-417"),
+        "the text stays out of callbacks"
+    );
     a.callback_retry(jobs[0].id, now_ms() + 300).await.unwrap();
     a.callback_done(jobs[1].id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -116,7 +141,10 @@ async fn a_message_lives_the_same_on_every_node() {
 #[tokio::test]
 async fn one_idempotency_key_on_two_nodes_makes_one_message() {
     let nats = NatsServer::start();
-    let (a, b) = (node(&nats.url(), fast()).await, node(&nats.url(), fast()).await);
+    let (a, b) = (
+        node(&nats.url(), fast()).await,
+        node(&nats.url(), fast()).await,
+    );
     for round in 0..20 {
         let mut m = msg("sms1", "hello");
         m.idempotency_key = Some(format!("order-{round}"));
@@ -124,7 +152,10 @@ async fn one_idempotency_key_on_two_nodes_makes_one_message() {
         let (x, y) = tokio::join!(a.enqueue(m.clone()), b.enqueue(m));
         let (x, y) = (x.unwrap(), y.unwrap());
         assert_eq!(x.record.id, y.record.id, "round {round}");
-        assert!(x.created ^ y.created, "round {round}: exactly one created it");
+        assert!(
+            x.created ^ y.created,
+            "round {round}: exactly one created it"
+        );
         let found = b.find_idempotent(&format!("order-{round}")).await.unwrap();
         assert_eq!(found.unwrap().id, x.record.id);
     }
@@ -144,11 +175,19 @@ async fn retries_wait_unknown_is_never_sent_again_and_deadlines_fail() {
     let c = q.claim(&gw, 10, lease).await.unwrap();
     let not_before = now_ms() + 800;
     let r = q
-        .complete(&id, c[0].lease, vec![attempt("sms1", "not_sent")], Outcome::Retry { not_before })
+        .complete(
+            &id,
+            c[0].lease,
+            vec![attempt("sms1", "not_sent")],
+            Outcome::Retry { not_before },
+        )
         .await
         .unwrap();
     assert_eq!(r.status, Status::Queued);
-    assert!(q.claim(&gw, 10, lease).await.unwrap().is_empty(), "too early");
+    assert!(
+        q.claim(&gw, 10, lease).await.unwrap().is_empty(),
+        "too early"
+    );
     let until = tokio::time::Instant::now() + Duration::from_secs(10);
     let again = loop {
         let c = q.claim(&gw, 10, lease).await.unwrap();
@@ -163,9 +202,14 @@ async fn retries_wait_unknown_is_never_sent_again_and_deadlines_fail() {
     assert_eq!(again[0].record.attempts.len(), 1);
 
     // Unknown: recorded and terminated, never delivered again (even after the ack wait).
-    q.complete(&id, again[0].lease, vec![attempt("sms1", "unknown")], Outcome::Final {
-        status: Status::Unknown,
-    })
+    q.complete(
+        &id,
+        again[0].lease,
+        vec![attempt("sms1", "unknown")],
+        Outcome::Final {
+            status: Status::Unknown,
+        },
+    )
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -173,13 +217,25 @@ async fn retries_wait_unknown_is_never_sent_again_and_deadlines_fail() {
     assert_eq!(q.get(&id).await.unwrap().unwrap().status, Status::Unknown);
 
     // A retry past the deadline fails instead.
-    let short = node(&nats.url(), NatsOptions { deadline: Duration::from_millis(500), ..fast() }).await;
+    let short = node(
+        &nats.url(),
+        NatsOptions {
+            deadline: Duration::from_millis(500),
+            ..fast()
+        },
+    )
+    .await;
     let id = short.enqueue(msg("sms1", "b")).await.unwrap().record.id;
     let c = short.claim(&gw, 10, lease).await.unwrap();
     let r = short
-        .complete(&id, c[0].lease, vec![attempt("sms1", "not_sent")], Outcome::Retry {
-            not_before: now_ms() + 1000,
-        })
+        .complete(
+            &id,
+            c[0].lease,
+            vec![attempt("sms1", "not_sent")],
+            Outcome::Retry {
+                not_before: now_ms() + 1000,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(r.status, Status::Failed);
@@ -189,7 +245,10 @@ async fn retries_wait_unknown_is_never_sent_again_and_deadlines_fail() {
 #[tokio::test]
 async fn a_message_no_worker_finishes_becomes_a_dead_letter() {
     let nats = NatsServer::start();
-    let opts = NatsOptions { poison_after: 2, ..fast() };
+    let opts = NatsOptions {
+        poison_after: 2,
+        ..fast()
+    };
     let api = node(&nats.url(), opts.clone()).await;
     let gw = Target::Gateway("sms1".into());
     let id = api.enqueue(msg("sms1", "boom")).await.unwrap().record.id;
@@ -203,7 +262,10 @@ async fn a_message_no_worker_finishes_becomes_a_dead_letter() {
                 assert_eq!(c.record.possible_duplicate, round > 0);
                 break;
             }
-            assert!(tokio::time::Instant::now() < until, "round {round}: never redelivered");
+            assert!(
+                tokio::time::Instant::now() < until,
+                "round {round}: never redelivered"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         drop(w);
@@ -212,16 +274,27 @@ async fn a_message_no_worker_finishes_becomes_a_dead_letter() {
     let w = node(&nats.url(), opts.clone()).await;
     let until = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        assert!(w.claim(&gw, 1, Duration::from_secs(1)).await.unwrap().is_empty());
+        assert!(
+            w.claim(&gw, 1, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let rec = api.get(&id).await.unwrap().unwrap();
         if rec.status == Status::Failed {
             let last = rec.attempts.last().unwrap();
             assert_eq!(last.kind, "dead_letter");
-            assert!(last.error.as_deref().unwrap().contains("taken 2 times"), "{last:?}");
+            assert!(
+                last.error.as_deref().unwrap().contains("taken 2 times"),
+                "{last:?}"
+            );
             assert!(rec.possible_duplicate);
             break;
         }
-        assert!(tokio::time::Instant::now() < until, "never dead-lettered: {rec:?}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "never dead-lettered: {rec:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let status = api.status().await.unwrap();
@@ -232,7 +305,10 @@ async fn a_message_no_worker_finishes_becomes_a_dead_letter() {
 #[tokio::test]
 async fn definitions_and_tokens_are_shared() {
     let nats = NatsServer::start();
-    let (a, b) = (node(&nats.url(), fast()).await, node(&nats.url(), fast()).await);
+    let (a, b) = (
+        node(&nats.url(), fast()).await,
+        node(&nats.url(), fast()).await,
+    );
     let def = StoredDef {
         kind: DefKind::Gateway,
         id: "api.gw 1".into(),
@@ -241,12 +317,20 @@ async fn definitions_and_tokens_are_shared() {
     };
     assert!(a.put_def(&def).await.unwrap());
     assert!(!b.put_def(&def).await.unwrap());
-    assert_eq!(b.get_def(DefKind::Gateway, "api.gw 1").await.unwrap(), Some(def.clone()));
+    assert_eq!(
+        b.get_def(DefKind::Gateway, "api.gw 1").await.unwrap(),
+        Some(def.clone())
+    );
     assert_eq!(b.list_defs(DefKind::Gateway).await.unwrap(), vec![def]);
     assert!(b.list_defs(DefKind::Route).await.unwrap().is_empty());
     assert!(a.delete_def(DefKind::Gateway, "api.gw 1").await.unwrap());
     assert!(!b.delete_def(DefKind::Gateway, "api.gw 1").await.unwrap());
-    assert!(b.get_def(DefKind::Gateway, "api.gw 1").await.unwrap().is_none());
+    assert!(
+        b.get_def(DefKind::Gateway, "api.gw 1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let t = TokenRecord {
         name: "idp".into(),
@@ -255,7 +339,10 @@ async fn definitions_and_tokens_are_shared() {
         created_at: now_ms(),
     };
     a.create_token(&t).await.unwrap();
-    assert!(matches!(b.create_token(&t).await, Err(QueueError::Exists(_))));
+    assert!(matches!(
+        b.create_token(&t).await,
+        Err(QueueError::Exists(_))
+    ));
     assert_eq!(b.list_tokens().await.unwrap(), vec![t]);
     assert!(b.revoke_token("idp").await.unwrap());
     assert!(!a.revoke_token("idp").await.unwrap());
@@ -270,32 +357,54 @@ async fn listing_pruning_and_counts() {
     let gw = Target::Gateway("sms1".into());
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(q.enqueue(msg("sms1", &format!("t{i}"))).await.unwrap().record.id);
+        ids.push(
+            q.enqueue(msg("sms1", &format!("t{i}")))
+                .await
+                .unwrap()
+                .record
+                .id,
+        );
     }
     let stats = q.stats().await.unwrap();
     assert_eq!(stats.by_status, vec![(Status::Queued, 5)]);
     assert!(stats.oldest_queued.is_some());
     let c = q.claim(&gw, 2, Duration::from_secs(30)).await.unwrap();
     for c in &c {
-        q.complete(&c.record.id, c.lease, vec![attempt("sms1", "sent")], Outcome::Sent {
-            message_ids: vec![],
-        })
+        q.complete(
+            &c.record.id,
+            c.lease,
+            vec![attempt("sms1", "sent")],
+            Outcome::Sent {
+                message_ids: vec![],
+            },
+        )
         .await
         .unwrap();
     }
     let page = q
-        .list(&smsgw_queue::ListQuery { limit: 3, ..Default::default() })
+        .list(&smsgw_queue::ListQuery {
+            limit: 3,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let got: Vec<_> = page.messages.iter().map(|m| m.id.clone()).collect();
     assert_eq!(got, vec![ids[4].clone(), ids[3].clone(), ids[2].clone()]);
     let rest = q
-        .list(&smsgw_queue::ListQuery { limit: 3, before: page.next, ..Default::default() })
+        .list(&smsgw_queue::ListQuery {
+            limit: 3,
+            before: page.next,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(rest.messages.len(), 2);
     let sent = q
-        .list(&smsgw_queue::ListQuery { status: Some(Status::Sent), limit: 10, ..Default::default() })
+        .list(&smsgw_queue::ListQuery {
+            status: Some(Status::Sent),
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(sent.messages.len(), 2);
@@ -304,7 +413,10 @@ async fn listing_pruning_and_counts() {
     let pruned = q.prune(future, 0).await.unwrap();
     assert_eq!((pruned.texts, pruned.rows), (2, 0));
     assert_eq!(q.get(&ids[0]).await.unwrap().unwrap().text, None);
-    assert!(q.get(&ids[2]).await.unwrap().unwrap().text.is_some(), "pending keeps its text");
+    assert!(
+        q.get(&ids[2]).await.unwrap().unwrap().text.is_some(),
+        "pending keeps its text"
+    );
     let pruned = q.prune(future, future).await.unwrap();
     assert_eq!(pruned.rows, 2);
     assert!(q.get(&ids[0]).await.unwrap().is_none());

@@ -70,7 +70,10 @@ impl NatsServer {
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let until = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < until, "nats-server did not listen on {addr}");
+            assert!(
+                Instant::now() < until,
+                "nats-server did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
