@@ -185,8 +185,22 @@ impl NatsQueue {
         })
     }
 
+    pub(crate) async fn shared_secret(&self) -> Result<Vec<u8>, QueueError> {
+        const KEY: &str = "server-secret";
+        let fresh: [u8; 32] = rand::random();
+        match self.meta.create(KEY, hex::encode(fresh).into()).await {
+            Ok(_) => return Ok(fresh.to_vec()),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        let stored = self.meta.get(KEY).await.map_err(store_err)?;
+        stored
+            .and_then(|b| hex::decode(&b).ok())
+            .ok_or_else(|| QueueError::Store("the server secret is unreadable".into()))
+    }
+
     pub(crate) async fn writable(&self) -> Result<(), QueueError> {
-        self.rate
+        self.meta
             .put("readyz", now_ms().to_string().into())
             .await
             .map_err(store_err)?;

@@ -11,12 +11,12 @@ use smsgw_queue::{CallbackJob, MessageRecord, Millis, QueueError, Status, now_ms
 
 use crate::{NatsQueue, names, store_err};
 
+/// The job on the stream: the sender renders the body from the message's record.
 #[derive(Serialize, Deserialize)]
 struct Job {
     message_id: String,
     url: String,
     status: Status,
-    body: String,
     created_at: Millis,
 }
 
@@ -26,15 +26,10 @@ impl NatsQueue {
         let Some(url) = &record.callback_url else {
             return Ok(());
         };
-        let mut shown = record.clone();
-        // The body goes to a third party: the text (often a one-time password) stays here.
-        shown.text = None;
         let job = Job {
             message_id: record.id.clone(),
             url: url.clone(),
             status: record.status,
-            body: serde_json::to_string(&shown)
-                .map_err(|e| QueueError::Store(format!("encoding a callback: {e}")))?,
             created_at: now_ms(),
         };
         let payload = serde_json::to_vec(&job)
@@ -102,7 +97,7 @@ impl NatsQueue {
                 id,
                 message_id: job.message_id,
                 url: job.url,
-                body: job.body,
+                status: job.status,
                 tries: (info.1.max(1) - 1) as u32,
                 created_at: job.created_at,
             });

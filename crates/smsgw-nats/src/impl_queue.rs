@@ -46,8 +46,8 @@ impl Queue for NatsQueue {
         self.list_page(query).await
     }
 
-    async fn ready_targets(&self) -> Result<Vec<(Target, u64)>, QueueError> {
-        self.targets().await
+    async fn ready_targets(&self) -> Result<Vec<Target>, QueueError> {
+        Ok(self.targets().await?.into_iter().map(|(t, _)| t).collect())
     }
 
     /// `lease` is not used: the broker's ack wait ([`NatsOptions::ack_wait`](crate::NatsOptions))
@@ -99,6 +99,12 @@ impl Queue for NatsQueue {
 
     async fn stats(&self) -> Result<Stats, QueueError> {
         self.counts().await
+    }
+
+    /// Created once by whichever node asks first (an atomic create in a bucket), then the same
+    /// for every node.
+    async fn server_secret(&self) -> Result<Vec<u8>, QueueError> {
+        self.shared_secret().await
     }
 
     async fn check_writable(&self) -> Result<(), QueueError> {

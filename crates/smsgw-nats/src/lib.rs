@@ -121,6 +121,7 @@ pub struct NatsQueue {
     pub(crate) definitions: kv::Store,
     pub(crate) tokens: kv::Store,
     pub(crate) rate: kv::Store,
+    pub(crate) meta: kv::Store,
     pub(crate) consumers: Mutex<HashMap<Target, PullConsumer>>,
     pub(crate) inflight: Arc<std::sync::Mutex<HashMap<String, work::Held>>>,
     pub(crate) cb_inflight: std::sync::Mutex<HashMap<i64, jetstream::Message>>,
@@ -200,6 +201,7 @@ impl NatsQueue {
         let definitions = bucket(names::BUCKET_DEFINITIONS).await?;
         let tokens = bucket(names::BUCKET_TOKENS).await?;
         let rate = bucket(names::BUCKET_RATE).await?;
+        let meta = bucket(names::BUCKET_META).await?;
         let inflight: Arc<std::sync::Mutex<HashMap<String, work::Held>>> = Arc::default();
         let heartbeat = tokio::spawn(work::heartbeat(inflight.clone(), opts.ack_wait / 3));
         Ok(NatsQueue {
@@ -211,6 +213,7 @@ impl NatsQueue {
             definitions,
             tokens,
             rate,
+            meta,
             consumers: Mutex::default(),
             inflight,
             cb_inflight: Default::default(),

@@ -31,6 +31,8 @@ pub const BUCKET_DEFINITIONS: &str = "smsgw_definitions";
 pub const BUCKET_TOKENS: &str = "smsgw_tokens";
 /// Key-value bucket: shared token buckets of per-gateway `rate` limits.
 pub const BUCKET_RATE: &str = "smsgw_rate";
+/// Key-value bucket: the server secret that signs callbacks, and the readiness probe.
+pub const BUCKET_META: &str = "smsgw_meta";
 
 /// A subject token (and key part) for free text: kept as is when it is plain
 /// (`[A-Za-z0-9-][A-Za-z0-9_-]*`), else `_` and its UTF-8 bytes in hex. Reversible and

@@ -96,7 +96,7 @@ async fn round<Q: Queue>(
         }
     };
     let mut started = false;
-    for (target, _) in targets {
+    for target in targets {
         let free = slots.available_permits();
         if free == 0 {
             // Wait for one slot instead of spinning.

@@ -12,7 +12,7 @@
 //! Final statuses with a `callback_url` put a [`CallbackJob`] in an outbox in the same write,
 //! so a callback is never lost and never blocks sending.
 //!
-//! ```ignore
+//! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), smsgw_queue::QueueError> {
 //! use smsgw_queue::{NewMessage, Outcome, Queue, SqliteQueue, Status, Target};
@@ -36,14 +36,14 @@
 use std::time::Duration;
 
 pub mod model;
-// mod sqlite; (next commit)
+mod sqlite;
 
 pub use model::{
     Attempt, CallbackJob, Claimed, DefKind, Enqueued, ListQuery, MessageRecord, Millis, NewMessage,
     Outcome, Page, Pruned, Receipt, Scope, Stats, Status, StoredDef, Target, TokenRecord,
     new_message_id, now_ms,
 };
-// pub use sqlite::SqliteQueue;
+pub use sqlite::SqliteQueue;
 
 /// The most messages one [`Queue::list`] page returns.
 pub const MAX_PAGE: usize = 1000;
@@ -105,8 +105,9 @@ pub trait Queue: Send + Sync + 'static {
 
     // --- workers ------------------------------------------------------------------------------
 
-    /// The targets that have messages ready to send now, with how many (up to some bound).
-    async fn ready_targets(&self) -> Result<Vec<(Target, u64)>, QueueError>;
+    /// The targets that have pending messages (`queued`, or `sending` under a lease that may
+    /// expire). Cheap even with a long backlog; a target listed may have nothing due yet.
+    async fn ready_targets(&self) -> Result<Vec<Target>, QueueError>;
 
     /// Takes up to `max` ready messages of `target`, oldest first, marking them `sending` under a
     /// lease of `lease`. Ready means `queued` and due, or `sending` with an expired lease (then
@@ -156,6 +157,10 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Counts for metrics.
     async fn stats(&self) -> Result<Stats, QueueError>;
+
+    /// A random secret of this store, created on first use and the same for every node sharing
+    /// it (it signs status callbacks).
+    async fn server_secret(&self) -> Result<Vec<u8>, QueueError>;
 
     /// Proves the store is writable (for `/readyz`).
     async fn check_writable(&self) -> Result<(), QueueError>;

@@ -293,8 +293,8 @@ pub struct CallbackJob {
     pub message_id: String,
     /// Where to POST.
     pub url: String,
-    /// The exact body to send (the message's JSON at the time of the status).
-    pub body: String,
+    /// The status the callback reports (the body is the message's JSON with this status).
+    pub status: Status,
     /// Tries so far.
     pub tries: u32,
     /// When it was queued.

@@ -1,0 +1,337 @@
+//! The SQLite queue against a real database file.
+
+use std::time::Duration;
+
+use smsgw_queue::*;
+
+fn msg(to: &str, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        to: to.into(),
+        text: "secret-otp-123".into(),
+        target: Target::Gateway("gw".into()),
+        metadata: Some(serde_json::json!({"user": "alice"})),
+        callback_url: Some("http://127.0.0.1:9/cb".into()),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+fn attempt(kind: &str) -> Attempt {
+    Attempt {
+        gateway: "gw".into(),
+        kind: kind.into(),
+        error: None,
+        ms: 1,
+        at: now_ms(),
+    }
+}
+
+async fn open() -> (tempfile::TempDir, SqliteQueue) {
+    let dir = tempfile::tempdir().unwrap();
+    let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
+    (dir, q)
+}
+
+#[tokio::test]
+async fn enqueue_is_durable_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let q = SqliteQueue::open(&path).await.unwrap();
+    let a = q.enqueue(msg("+1", Some("k1"))).await.unwrap();
+    assert!(a.created);
+    let b = q.enqueue(msg("+2", Some("k1"))).await.unwrap();
+    assert!(!b.created);
+    assert_eq!(a.record.id, b.record.id);
+    assert_eq!(b.record.to, "+1");
+    // Duplicate keys inside one batch: one message.
+    let v = q
+        .enqueue_batch(vec![
+            msg("+3", Some("k2")),
+            msg("+4", Some("k2")),
+            msg("+5", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[0].record.id, v[1].record.id);
+    assert!(v[0].created && !v[1].created && v[2].created);
+    q.close().await;
+    let q = SqliteQueue::open(&path).await.unwrap();
+    assert_eq!(
+        q.get(&a.record.id).await.unwrap().unwrap().status,
+        Status::Queued
+    );
+    assert_eq!(q.find_idempotent("k2").await.unwrap().unwrap().to, "+3");
+    assert_eq!(
+        q.list(&ListQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .messages
+        .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_enqueues_share_commits() {
+    let (_d, q) = open().await;
+    let mut tasks = Vec::new();
+    for i in 0..500 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            q.enqueue(msg(&format!("+{i}"), None)).await
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap().created);
+    }
+    let s = q.stats().await.unwrap();
+    assert_eq!(s.by_status, vec![(Status::Queued, 500)]);
+    assert!(s.oldest_queued.is_some());
+}
+
+#[tokio::test]
+async fn claim_complete_lease_and_recovery() {
+    let (_d, q) = open().await;
+    let gw = Target::Gateway("gw".into());
+    for i in 0..5 {
+        q.enqueue(msg(&format!("+{i}"), None)).await.unwrap();
+    }
+    q.enqueue(NewMessage {
+        target: Target::Route("r".into()),
+        ..msg("+9", None)
+    })
+    .await
+    .unwrap();
+    let mut targets = q.ready_targets().await.unwrap();
+    targets.sort();
+    assert_eq!(targets, vec![gw.clone(), Target::Route("r".into())]);
+
+    let c = q.claim(&gw, 2, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(c.len(), 2);
+    assert!(
+        c.iter()
+            .all(|c| c.record.status == Status::Sending && !c.record.possible_duplicate)
+    );
+    // Sent, with provider ids; a callback is queued.
+    let done = q
+        .complete(
+            &c[0].record.id,
+            c[0].lease,
+            vec![attempt("sent")],
+            Outcome::Sent {
+                message_ids: vec!["p1".into()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Sent);
+    assert_eq!(done.message_ids, vec!["p1"]);
+    assert_eq!(done.attempts.len(), 1);
+    // A stale lease is refused.
+    let err = q
+        .complete(
+            &c[0].record.id,
+            c[0].lease,
+            vec![],
+            Outcome::Final {
+                status: Status::Failed,
+            },
+        )
+        .await;
+    assert!(matches!(err, Err(QueueError::LeaseLost(_))), "{err:?}");
+    // Retry: back to queued, not due before the time given.
+    let r = q
+        .complete(
+            &c[1].record.id,
+            c[1].lease,
+            vec![attempt("not_sent")],
+            Outcome::Retry {
+                not_before: now_ms() + 60_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Queued);
+    // An expired lease is claimed again and marked a possible duplicate.
+    let c2 = q.claim(&gw, 1, Duration::from_millis(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let c3 = q.claim(&gw, 10, Duration::from_secs(30)).await.unwrap();
+    let again = c3
+        .iter()
+        .find(|c| c.record.id == c2[0].record.id)
+        .expect("reclaimed");
+    assert!(again.record.possible_duplicate);
+    assert!(
+        c3.iter().all(|x| x.record.id != c[1].record.id),
+        "not due yet"
+    );
+    // The old lease is dead.
+    assert!(
+        q.complete(
+            &c2[0].record.id,
+            c2[0].lease,
+            vec![],
+            Outcome::Final {
+                status: Status::Failed
+            }
+        )
+        .await
+        .is_err()
+    );
+    // Recovery at start-up.
+    assert_eq!(q.recover_in_flight().await.unwrap(), c3.len() as u64);
+    let rec = q.get(&c3[0].record.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Queued);
+    assert!(rec.possible_duplicate);
+
+    // Receipts.
+    let got = q
+        .record_receipt(&Receipt {
+            gateway: "gw".into(),
+            provider_id: "p1".into(),
+            delivered: true,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.status, Status::Delivered);
+    assert!(
+        q.record_receipt(&Receipt {
+            gateway: "gw".into(),
+            provider_id: "nope".into(),
+            delivered: true
+        })
+        .await
+        .unwrap()
+        .is_none()
+    );
+    // Two callbacks: sent, delivered.
+    let cbs = q.due_callbacks(10).await.unwrap();
+    assert_eq!(
+        cbs.iter().map(|c| c.status).collect::<Vec<_>>(),
+        vec![Status::Sent, Status::Delivered]
+    );
+    q.callback_retry(cbs[0].id, now_ms() + 60_000)
+        .await
+        .unwrap();
+    q.callback_done(cbs[1].id).await.unwrap();
+    assert!(q.due_callbacks(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn list_pages_and_prune() {
+    let (_d, q) = open().await;
+    for i in 0..25 {
+        q.enqueue(msg(&format!("+{i}"), None)).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let p = q
+            .list(&ListQuery {
+                limit: 10,
+                before: before.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(p.messages.iter().map(|m| m.to.clone()));
+        match p.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen[0], "+24", "newest first");
+    let gw = Target::Gateway("gw".into());
+    let c = q.claim(&gw, 3, Duration::from_secs(30)).await.unwrap();
+    for c in &c {
+        q.complete(
+            &c.record.id,
+            c.lease,
+            vec![attempt("refused")],
+            Outcome::Final {
+                status: Status::Failed,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let failed = q
+        .list(&ListQuery {
+            status: Some(Status::Failed),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.messages.len(), 3);
+    let p = q.prune(now_ms() + 1, 0).await.unwrap();
+    assert_eq!(p, Pruned { texts: 3, rows: 0 });
+    assert_eq!(q.get(&c[0].record.id).await.unwrap().unwrap().text, None);
+    assert!(q.get(&c[0].record.id).await.unwrap().is_some());
+    let p = q.prune(now_ms() + 1, now_ms() + 1).await.unwrap();
+    assert_eq!(p.rows, 3);
+    assert!(q.get(&c[0].record.id).await.unwrap().is_none());
+    // Pending messages are never pruned.
+    assert_eq!(
+        q.list(&ListQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .messages
+        .len(),
+        22
+    );
+}
+
+#[tokio::test]
+async fn definitions_and_tokens() {
+    let (_d, q) = open().await;
+    let def = StoredDef {
+        kind: DefKind::Gateway,
+        id: "g1".into(),
+        body: serde_json::json!({"provider": "http"}),
+        updated_at: now_ms(),
+    };
+    assert!(q.put_def(&def).await.unwrap());
+    assert!(!q.put_def(&def).await.unwrap());
+    assert_eq!(q.list_defs(DefKind::Gateway).await.unwrap().len(), 1);
+    assert!(q.list_defs(DefKind::Route).await.unwrap().is_empty());
+    assert_eq!(
+        q.get_def(DefKind::Gateway, "g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .body["provider"],
+        "http"
+    );
+    assert!(q.delete_def(DefKind::Gateway, "g1").await.unwrap());
+    assert!(!q.delete_def(DefKind::Gateway, "g1").await.unwrap());
+
+    let t = TokenRecord {
+        name: "ops".into(),
+        scope: Scope::Admin,
+        hash: "ab".repeat(32),
+        created_at: now_ms(),
+    };
+    q.create_token(&t).await.unwrap();
+    assert!(matches!(
+        q.create_token(&t).await,
+        Err(QueueError::Exists(_))
+    ));
+    assert_eq!(q.list_tokens().await.unwrap(), vec![t]);
+    assert!(q.revoke_token("ops").await.unwrap());
+    assert!(q.list_tokens().await.unwrap().is_empty());
+    q.check_writable().await.unwrap();
+    q.close().await;
+    assert!(matches!(
+        q.enqueue(msg("+1", None)).await,
+        Err(QueueError::Closed)
+    ));
+}

@@ -1,0 +1,326 @@
+//! The delivery worker: takes messages from the queue one target at a time, sends them, and
+//! records the outcome. Each target has its own lane with its own concurrency, so a slow or dead
+//! gateway holds up only its own messages.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smsgw_core::{ErrorKind, Message, Receipt, SendError};
+use smsgw_queue::{Attempt, Claimed, Outcome, Queue, Status, Target, now_ms};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::catalog::SharedCatalog;
+
+/// What one dispatch did: every try (a route may try several gateways) and the result.
+#[derive(Debug)]
+pub struct Dispatched {
+    /// Each try, in order.
+    pub attempts: Vec<Attempt>,
+    /// The receipt of the gateway that took it, or the last error.
+    pub result: Result<Receipt, SendError>,
+}
+
+/// Sends one message to a target. Implemented for plain gateways here ([`CatalogDispatcher`]);
+/// routes with breakers and limits come from `smsgw-routing`.
+#[async_trait::async_trait]
+pub trait Dispatcher: Send + Sync + 'static {
+    /// Sends `msg` to `target`.
+    async fn dispatch(&self, target: &Target, msg: &Message) -> Dispatched;
+}
+
+/// Sends through the gateways of the [`Catalog`](crate::catalog::Catalog): a gateway target
+/// once; a route through its gateways in order, moving on only while the outcome is `not_sent`.
+pub struct CatalogDispatcher {
+    /// The catalog, read at every send (so reloads apply at once).
+    pub catalog: SharedCatalog,
+}
+
+#[async_trait::async_trait]
+impl Dispatcher for CatalogDispatcher {
+    async fn dispatch(&self, target: &Target, msg: &Message) -> Dispatched {
+        let cat = self.catalog.read().expect("not poisoned").clone();
+        let ids: Vec<String> = match target {
+            Target::Gateway(g) => vec![g.clone()],
+            Target::Route(r) => match cat.routes.get(r) {
+                Some((def, _)) => def.gateways.clone(),
+                None => {
+                    let e = SendError::new(ErrorKind::Config, r.as_str(), "no such route");
+                    return Dispatched {
+                        attempts: vec![attempt(r, &Err(e.clone()), Duration::ZERO)],
+                        result: Err(e),
+                    };
+                }
+            },
+        };
+        let mut attempts = Vec::new();
+        let mut last = Err(SendError::new(
+            ErrorKind::Config,
+            target.name(),
+            "no gateway",
+        ));
+        for id in ids {
+            let start = Instant::now();
+            let result = match cat.gateways.get(&id) {
+                Some(g) => g.send(msg).await,
+                None => Err(SendError::new(
+                    ErrorKind::Config,
+                    id.as_str(),
+                    "no such gateway (or its definition is invalid)",
+                )),
+            };
+            attempts.push(attempt(&id, &result, start.elapsed()));
+            let go_on = matches!(&result, Err(e) if e.kind() == ErrorKind::NotSent);
+            last = result;
+            if !go_on {
+                break;
+            }
+        }
+        Dispatched {
+            attempts,
+            result: last,
+        }
+    }
+}
+
+fn attempt(gateway: &str, r: &Result<Receipt, SendError>, took: Duration) -> Attempt {
+    Attempt {
+        gateway: gateway.to_owned(),
+        kind: match r {
+            Ok(_) => "sent".into(),
+            Err(e) => e.kind().as_str().into(),
+        },
+        error: r.as_ref().err().map(|e| e.to_string()),
+        ms: took.as_millis() as u64,
+        at: now_ms(),
+    }
+}
+
+/// How the worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Messages in flight per target.
+    pub concurrency: usize,
+    /// How long a claim holds a message.
+    pub lease: Duration,
+    /// How long a `not_sent` message is retried (from its acceptance) before it fails.
+    pub retry_for: Duration,
+}
+
+/// Final outcomes, told to whoever waits for them (`?wait=`, privacyIDEA's endpoint).
+#[derive(Default)]
+pub struct Waiters {
+    map: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>>>,
+}
+
+impl Waiters {
+    /// A receiver that fires when message `id` reaches a final status.
+    pub fn subscribe(&self, id: &str) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.map
+            .lock()
+            .expect("not poisoned")
+            .entry(id.to_owned())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    /// Forgets the waiters of `id` (a waiter that timed out).
+    pub fn forget(&self, id: &str) {
+        self.map.lock().expect("not poisoned").remove(id);
+    }
+
+    fn finished(&self, id: &str) {
+        let mut m = self.map.lock().expect("not poisoned");
+        if m.is_empty() {
+            return;
+        }
+        for tx in m.remove(id).unwrap_or_default() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The running worker's shared parts.
+pub struct Worker {
+    /// The queue.
+    pub queue: Arc<dyn Queue>,
+    /// The sender.
+    pub dispatcher: Arc<dyn Dispatcher>,
+    /// Behaviour.
+    pub options: WorkerOptions,
+    /// Woken on every accept, so that a new message is sent at once.
+    pub wake: Arc<Notify>,
+    /// Told of every final status.
+    pub waiters: Arc<Waiters>,
+    /// Told of every final status with a callback (the callback sender's wake-up).
+    pub callbacks: Arc<Notify>,
+}
+
+impl Worker {
+    /// Runs until `stop` turns true, then waits (at most `grace`) for the sends in flight.
+    /// Messages still in flight after that stay `sending` and are resumed at the next start,
+    /// marked as possible duplicates.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, grace: Duration) {
+        let lanes: Arc<Mutex<HashSet<Target>>> = Arc::default();
+        let in_flight = Arc::new(tokio::sync::RwLock::new(()));
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tick.tick() => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+            let targets = match self.queue.ready_targets().await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the queue");
+                    continue;
+                }
+            };
+            for t in targets {
+                if !lanes.lock().expect("not poisoned").insert(t.clone()) {
+                    continue;
+                }
+                let me = self.clone();
+                let lanes = lanes.clone();
+                let stop = stop.clone();
+                let guard = in_flight.clone().read_owned().await;
+                tokio::spawn(async move {
+                    me.lane(&t, stop).await;
+                    lanes.lock().expect("not poisoned").remove(&t);
+                    drop(guard);
+                });
+            }
+        }
+        // Every lane and send holds a read guard: the write lock means all are done.
+        if tokio::time::timeout(grace, in_flight.write())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "sends still in flight after {grace:?}; they resume at the next start, marked as possible duplicates"
+            );
+        }
+    }
+
+    /// Feeds one target until it has nothing due.
+    async fn lane(self: &Arc<Self>, target: &Target, stop: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut sends = tokio::task::JoinSet::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let Ok(first) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let mut held = vec![first];
+            while held.len() < 512 {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
+            }
+            let claimed = match self
+                .queue
+                .claim(target, held.len(), self.options.lease)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, %target, "cannot claim messages");
+                    break;
+                }
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            for (c, permit) in claimed.into_iter().zip(held) {
+                let me = self.clone();
+                sends.spawn(async move {
+                    me.send_one(c).await;
+                    drop(permit);
+                });
+            }
+            while sends.try_join_next().is_some() {}
+        }
+        while sends.join_next().await.is_some() {}
+    }
+
+    async fn send_one(&self, c: Claimed) {
+        let rec = &c.record;
+        let Some(text) = rec.text.clone() else {
+            // Retention erased the text of a message that never finished: nothing can be sent.
+            self.finish(
+                &c,
+                Vec::new(),
+                Outcome::Final {
+                    status: Status::Failed,
+                },
+            )
+            .await;
+            return;
+        };
+        let msg = Message::new(rec.to.clone(), text);
+        let d = self.dispatcher.dispatch(&rec.target, &msg).await;
+        let outcome = match &d.result {
+            Ok(r) => Outcome::Sent {
+                message_ids: r.message_ids.clone(),
+            },
+            Err(e) => match e.kind() {
+                ErrorKind::NotSent => {
+                    let deadline = rec.created_at + self.options.retry_for.as_millis() as i64;
+                    let tries = rec.attempts.len() as u32 + 1;
+                    let delay = backoff(tries);
+                    let at = now_ms() + delay.as_millis() as i64;
+                    if at <= deadline {
+                        Outcome::Retry { not_before: at }
+                    } else {
+                        Outcome::Final {
+                            status: Status::Failed,
+                        }
+                    }
+                }
+                ErrorKind::Unknown => Outcome::Final {
+                    status: Status::Unknown,
+                },
+                _ => Outcome::Final {
+                    status: Status::Failed,
+                },
+            },
+        };
+        self.finish(&c, d.attempts, outcome).await;
+    }
+
+    async fn finish(&self, c: &Claimed, attempts: Vec<Attempt>, outcome: Outcome) {
+        let retry = matches!(outcome, Outcome::Retry { .. });
+        match self
+            .queue
+            .complete(&c.record.id, c.lease, attempts, outcome)
+            .await
+        {
+            Ok(rec) => {
+                metrics::counter!("smsgw_messages_finished_total", "status" => rec.status.as_str())
+                    .increment(u64::from(!retry));
+                if rec.status.is_final() {
+                    self.waiters.finished(&rec.id);
+                    if rec.callback_url.is_some() {
+                        self.callbacks.notify_one();
+                    }
+                }
+            }
+            Err(e) => tracing::error!(id = %c.record.id, error = %e, "cannot record an outcome"),
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s … at most 5 minutes.
+fn backoff(tries: u32) -> Duration {
+    Duration::from_secs(1u64 << tries.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+}
