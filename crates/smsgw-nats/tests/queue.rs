@@ -437,6 +437,31 @@ async fn a_bad_queue_url_names_the_option_and_hides_the_password() {
 }
 
 #[tokio::test]
+async fn an_unreachable_broker_fails_in_bounded_time_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = NatsOptions {
+        request_timeout: Duration::from_millis(500),
+        ..NatsOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let err = NatsQueue::connect(&format!("nats://app:s3cret-pw@127.0.0.1:{port}"), opts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    assert!(err.contains("nats"), "{err}");
+}
+
+#[tokio::test]
 async fn the_rate_holds_across_workers() {
     let nats = NatsServer::start();
     let mut limiters = Vec::new();
