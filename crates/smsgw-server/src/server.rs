@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use smsgw_core::Registry;
 use smsgw_queue::{Queue, Receipt, SqliteQueue, now_ms};
@@ -284,7 +284,6 @@ async fn accept(
         });
     }
     drop(listener);
-    let _ = TokioExecutor::new();
     if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
         .await
         .is_err()

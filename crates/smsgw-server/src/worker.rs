@@ -169,7 +169,10 @@ impl Worker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Under load every accept wakes us: let a few gather into one look.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 _ = tick.tick() => {}
                 _ = stop.changed() => {}
             }

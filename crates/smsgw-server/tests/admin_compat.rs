@@ -383,3 +383,46 @@ async fn secrets_stay_out_of_logs_metrics_and_problems() {
         }
     }
 }
+
+#[tokio::test]
+async fn reload_reads_the_file_again_and_shutdown_is_bounded() {
+    let mut e = env().await;
+    assert_eq!(e.get_json("/v1/gateways/extra", &e.send).await.0, 404);
+    let cfg = e.dir.path().join("smsgw.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text += &format!(
+        "\n[gateways.extra]\nprovider = \"http\"\n[gateways.extra.options]\nURL = \"{}/x\"\nto = \"{{phone}}\"\n",
+        e.sink.url()
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    e.server.as_ref().unwrap().reload().await.unwrap();
+    let (s, v) = e.get_json("/v1/gateways/extra", &e.send).await;
+    assert_eq!((s, v["origin"].as_str()), (200, Some("file")));
+    // A broken file is refused; the old configuration stays.
+    std::fs::write(&cfg, "[gateways.broken]\nprovider = \"nope\"\n").unwrap();
+    let err = e.server.as_ref().unwrap().reload().await.unwrap_err();
+    assert!(err.to_string().contains("gateway 'broken'"), "{err}");
+    assert_eq!(e.get_json("/v1/gateways/extra", &e.send).await.0, 200);
+    // Shutdown with a send in flight to a gateway that never answers ends within the grace time.
+    e.sink.faults().always(Fault::NeverAnswer);
+    let r = e
+        .post(
+            "/v1/messages",
+            &e.send,
+            json!({"to": "+4915", "text": "hang", "gateway": "sms1"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    e.sink.wait_for_requests(1, Duration::from_secs(10)).await;
+    let start = std::time::Instant::now();
+    e.stop().await;
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        e.http.get(e.url("/healthz")).send().await.is_err(),
+        "no longer listening"
+    );
+}

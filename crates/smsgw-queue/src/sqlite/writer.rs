@@ -99,10 +99,20 @@ fn error_reply(op: &Op, e: QueueError) -> Reply {
 async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>, QueueError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
+    // Every accept of the group in one multi-row INSERT: one statement for many requests.
+    let all: Vec<&NewMessage> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Insert(msgs, _) => Some(msgs.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut inserted = insert(&mut tx, &all, now).await?.into_iter();
     let mut replies = Vec::with_capacity(ops.len());
     for op in ops {
         replies.push(match op {
-            Op::Insert(msgs, _) => Reply::Insert(Ok(insert(&mut tx, msgs, now).await?)),
+            Op::Insert(msgs, _) => Reply::Insert(Ok(inserted.by_ref().take(msgs.len()).collect())),
             Op::Claim {
                 target, max, lease, ..
             } => Reply::Claim(Ok(claim(&mut tx, target, *max, *lease, now).await?)),
@@ -123,9 +133,12 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
 
 async fn insert(
     conn: &mut SqliteConnection,
-    msgs: &[NewMessage],
+    msgs: &[&NewMessage],
     now: i64,
 ) -> Result<Vec<Enqueued>, QueueError> {
+    if msgs.is_empty() {
+        return Ok(Vec::new());
+    }
     let ids: Vec<String> = msgs.iter().map(|_| new_message_id()).collect();
     let mut inserted = std::collections::HashMap::with_capacity(msgs.len());
     for (chunk, chunk_ids) in msgs.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
