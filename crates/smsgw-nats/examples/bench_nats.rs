@@ -1,0 +1,179 @@
+//! `cargo xtask bench nats` (or `cargo run --release -p smsgw-nats --example bench_nats`):
+//! throughput against a sink that answers after 20 ms — one worker with concurrency 64 versus
+//! three such workers — and the accepted rate per API node. Needs `nats-server` installed; it
+//! starts its own on a free loopback port with a temporary store.
+//!
+//! Options: `--messages N` (default 6000), `--latency-ms MS` (default 20), `--json`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smsgw_nats::worker::{WorkerOptions, run_worker};
+use smsgw_nats::{NatsOptions, NatsQueue};
+use smsgw_queue::{NewMessage, Queue, Target};
+use smsgw_sinks::http::HttpSink;
+use support::{NatsServer, gateways, http_gateway};
+
+struct Args {
+    messages: usize,
+    latency: Duration,
+    json: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        messages: 6000,
+        latency: Duration::from_millis(20),
+        json: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--messages" => {
+                a.messages = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
+            "--latency-ms" => {
+                a.latency = Duration::from_millis(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--latency-ms MS"),
+                )
+            }
+            "--json" => a.json = true,
+            other => panic!("unknown option {other}"),
+        }
+    }
+    a
+}
+
+fn batch(n: usize, from: usize) -> Vec<NewMessage> {
+    (from..from + n)
+        .map(|i| NewMessage {
+            to: "+491511234567".into(),
+            text: format!("b{i}"),
+            target: Target::Gateway("sink".into()),
+            metadata: None,
+            callback_url: None,
+            idempotency_key: None,
+        })
+        .collect()
+}
+
+/// Two API nodes accept `n` messages between them (batches of 500); returns messages/s per node.
+async fn accept(url: &str, n: usize, offset: usize) -> f64 {
+    let mut rates = Vec::new();
+    let mut tasks = Vec::new();
+    for node in 0..2 {
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let q = NatsQueue::connect(&url, NatsOptions::default())
+                .await
+                .expect("connect");
+            let started = Instant::now();
+            let mine = n / 2;
+            let mut done = 0;
+            while done < mine {
+                let k = 500.min(mine - done);
+                q.enqueue_batch(batch(k, offset + node * mine + done))
+                    .await
+                    .expect("accepted");
+                done += k;
+            }
+            mine as f64 / started.elapsed().as_secs_f64()
+        }));
+    }
+    for t in tasks {
+        rates.push(t.await.expect("node"));
+    }
+    rates.iter().sum::<f64>() / rates.len() as f64
+}
+
+/// Runs `workers` workers (each its own connection, concurrency 64) until the sink has `n`
+/// more messages; returns messages/s.
+async fn drain(url: &str, sink: &HttpSink, config: &str, workers: usize, n: usize) -> f64 {
+    let before = sink.recorder().len();
+    let mut stops = Vec::new();
+    let mut handles = Vec::new();
+    let started = Instant::now();
+    for _ in 0..workers {
+        let q = Arc::new(
+            NatsQueue::connect(url, NatsOptions::default())
+                .await
+                .expect("connect"),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        stops.push(stop);
+        let opts = WorkerOptions {
+            concurrency: 64,
+            idle_poll: Duration::from_millis(5),
+            ..Default::default()
+        };
+        handles.push(tokio::spawn(run_worker(
+            q,
+            Arc::new(gateways(config)),
+            None,
+            opts,
+            async move {
+                let _ = stopped.await;
+            },
+        )));
+    }
+    let until = Instant::now() + Duration::from_secs(60);
+    while sink.recorder().len() < before + n {
+        assert!(
+            Instant::now() < until,
+            "the workers did not finish within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    for s in stops {
+        let _ = s.send(());
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    rate
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let nats = NatsServer::start();
+    let sink = HttpSink::start().await.expect("sink");
+    sink.faults().always(smsgw_sinks::Fault::Delay(a.latency));
+    let config = http_gateway("sink", &sink.url());
+
+    let accepted_1 = accept(&nats.url(), a.messages, 0).await;
+    let one = drain(&nats.url(), &sink, &config, 1, a.messages).await;
+    let accepted_2 = accept(&nats.url(), a.messages, a.messages).await;
+    let three = drain(&nats.url(), &sink, &config, 3, a.messages).await;
+    let ratio = three / one;
+    let accepted = (accepted_1 + accepted_2) / 2.0;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bench": "nats", "messages": a.messages, "latency_ms": a.latency.as_millis() as u64,
+                "one_worker_per_s": one.round(), "three_workers_per_s": three.round(),
+                "ratio": (ratio * 100.0).round() / 100.0, "goal_ratio": 2.7,
+                "accepted_per_s_per_api_node": accepted.round(),
+            })
+        );
+    } else {
+        println!(
+            "nats: sink latency {:?}, {} messages per run",
+            a.latency, a.messages
+        );
+        println!("  one worker (concurrency 64):    {one:>8.0} msg/s");
+        println!("  three workers (concurrency 64): {three:>8.0} msg/s");
+        println!("  ratio {ratio:.2} (goal >= 2.7)");
+        println!("  accepted per API node (2 nodes, batches of 500): {accepted:>8.0} msg/s");
+    }
+}

@@ -1,0 +1,75 @@
+//! The library side of `smsgw worker --queue nats://…`, `smsgw serve --queue nats://…` and
+//! `smsgw queue status`: clap arguments and the functions behind them. The `smsgw` binary
+//! flattens these into its subcommands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smsgw_core::Gateways;
+
+use crate::worker::{WorkerOptions, run_worker};
+use crate::{NatsError, NatsOptions, NatsQueue, QueueStatus};
+
+/// Where the broker is and how the queue on it behaves.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// The broker: nats://HOST:4222 (several servers of a cluster separated by commas).
+    #[arg(long = "queue", env = "SMSGW_QUEUE", value_name = "nats://HOST:PORT")]
+    pub queue: String,
+    /// Copies of every stream and bucket kept by the NATS cluster (3 survives losing a server).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+    /// Seconds a worker may be silent before its messages go to another worker.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ack_wait: u64,
+}
+
+impl NatsArgs {
+    /// The options these arguments select.
+    pub fn options(&self) -> NatsOptions {
+        NatsOptions {
+            replicas: self.replicas as usize,
+            ack_wait: Duration::from_secs(self.ack_wait),
+            ..NatsOptions::default()
+        }
+    }
+
+    /// Connects (for `smsgw serve --queue nats://…`: hand the queue to the server as its
+    /// `Arc<dyn Queue>`).
+    pub async fn connect(&self) -> Result<NatsQueue, NatsError> {
+        NatsQueue::connect(&self.queue, self.options()).await
+    }
+}
+
+/// `smsgw worker`: take messages from the broker and send them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// The broker.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Sends in flight at once in this worker.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+}
+
+/// Runs `smsgw worker` with the gateways of the configuration file until `shutdown`.
+pub async fn worker(
+    args: &WorkerArgs,
+    gateways: Gateways,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NatsError> {
+    let queue = Arc::new(args.nats.connect().await?);
+    let limiter = Some(queue.rate_limiter());
+    let opts = WorkerOptions {
+        concurrency: args.concurrency as usize,
+        ..WorkerOptions::default()
+    };
+    run_worker(queue, Arc::new(gateways), limiter, opts, shutdown).await;
+    Ok(())
+}
+
+/// `smsgw queue status`: what the broker holds.
+pub async fn status(args: &NatsArgs) -> Result<QueueStatus, NatsError> {
+    let q = args.connect().await?;
+    Ok(q.status().await?)
+}

@@ -1,0 +1,475 @@
+//! The message path: enqueue (publish, then record), claim (fetch from the target's consumer,
+//! mark `sending` under a new lease), complete (record, then ack / nak with delay / term), the
+//! heartbeat that keeps a live worker's messages its own, and dead letters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, consumer::pull};
+use futures::StreamExt;
+use smsgw_queue::{
+    Attempt, Claimed, Enqueued, MessageRecord, Millis, NewMessage, Outcome, QueueError, Status,
+    Target, new_message_id, now_ms,
+};
+
+use crate::records::{self, Cas, Stored};
+use crate::{NatsQueue, names, store_err};
+
+/// A message a worker of this process holds: the broker's handle (to ack) and the lease.
+pub(crate) struct Held {
+    pub msg: jetstream::Message,
+    pub lease: u64,
+}
+
+/// The most in-flight messages one target's consumer gives out across all workers.
+const MAX_ACK_PENDING: i64 = 20_000;
+
+/// Deliveries of one fetch turned into claims at once.
+const TAKE_PIPELINE: usize = 32;
+
+/// Extends the broker's ack wait of every held message, so that only a dead or hung worker
+/// loses its messages, however long a gateway takes.
+pub(crate) async fn heartbeat(
+    inflight: Arc<std::sync::Mutex<HashMap<String, Held>>>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    loop {
+        tick.tick().await;
+        let held: Vec<jetstream::Message> = {
+            let map = inflight.lock().unwrap_or_else(|e| e.into_inner());
+            map.values().map(|h| h.msg.clone()).collect()
+        };
+        for m in held {
+            if let Err(e) = m.ack_with(AckKind::Progress).await {
+                tracing::debug!("extending a lease: {e}");
+            }
+        }
+    }
+}
+
+impl NatsQueue {
+    fn check_open(&self) -> Result<(), QueueError> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            Err(QueueError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) async fn enqueue_one(&self, msg: NewMessage) -> Result<Enqueued, QueueError> {
+        self.check_open()?;
+        let now = now_ms();
+        let mut record = MessageRecord {
+            id: new_message_id(),
+            to: msg.to,
+            text: Some(msg.text),
+            target: msg.target,
+            status: Status::Queued,
+            attempts: Vec::new(),
+            message_ids: Vec::new(),
+            metadata: msg.metadata,
+            callback_url: msg.callback_url,
+            idempotency_key: msg.idempotency_key,
+            possible_duplicate: false,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Some(key) = &record.idempotency_key {
+            let k = names::hashed_key(&[key]);
+            // Claiming the key is atomic across nodes: exactly one node's id wins.
+            match self.idempotency.create(&k, record.id.clone().into()).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    let first = self.idempotency.get(&k).await.map_err(store_err)?;
+                    let first = first
+                        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                        .ok_or_else(|| QueueError::Store("idempotency entry vanished".into()))?;
+                    if let Some((stored, _)) = records::load(&self.messages, &first).await? {
+                        return Ok(Enqueued {
+                            record: stored.record,
+                            created: false,
+                        });
+                    }
+                    // The node that took the key stopped (or is still) between taking it and
+                    // recording the message: publish this copy under the same id. The stream's
+                    // dedup window drops it if the first publish happened after all.
+                    record.id = first;
+                    return self.publish_and_record(record, false).await;
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        self.publish_and_record(record, true).await
+    }
+
+    async fn publish_and_record(
+        &self,
+        record: MessageRecord,
+        created: bool,
+    ) -> Result<Enqueued, QueueError> {
+        // Publish first: a message is accepted once it is in the stream. A worker that takes
+        // it before the record below exists builds the record from the payload.
+        let payload = serde_json::to_vec(&record)
+            .map_err(|e| QueueError::Store(format!("encoding a message: {e}")))?;
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(&record.id);
+        self.js
+            .send_publish(names::msg_subject(&record.target), publish)
+            .await
+            .map_err(store_err)?
+            .await
+            .map_err(store_err)?;
+        let stored = Stored {
+            record,
+            lease: 0,
+            orphaned: 0,
+        };
+        match records::create(&self.messages, &stored).await? {
+            Cas::Done(_) => {}
+            // A worker was faster: its record is newer than ours.
+            Cas::Conflict => {}
+        }
+        Ok(Enqueued {
+            record: stored.record,
+            created,
+        })
+    }
+
+    pub(crate) async fn consumer(&self, target: &Target) -> Result<PullConsumer, QueueError> {
+        let mut map = self.consumers.lock().await;
+        if let Some(c) = map.get(target) {
+            return Ok(c.clone());
+        }
+        let stream = self
+            .js
+            .get_stream_no_info(names::MSG_STREAM)
+            .await
+            .map_err(store_err)?;
+        let name = names::consumer_name(target);
+        let c = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: names::msg_subject(target),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: self.opts.ack_wait,
+                    // Poison messages are detected by the record (see claim), so the broker must
+                    // never stop delivering a message on its own: that would strand it.
+                    max_deliver: -1,
+                    max_ack_pending: MAX_ACK_PENDING,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(store_err)?;
+        map.insert(target.clone(), c.clone());
+        Ok(c)
+    }
+
+    pub(crate) async fn claim_batch(
+        &self,
+        target: &Target,
+        max: usize,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        self.check_open()?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let consumer = self.consumer(target).await?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(max)
+            .messages()
+            .await
+            .map_err(store_err)?;
+        let mut fetched = Vec::new();
+        // Bounded: a fetch without waiting ends when the broker has nothing more.
+        let until = tokio::time::Instant::now() + self.opts.request_timeout;
+        while let Ok(Some(next)) = tokio::time::timeout_at(until, batch.next()).await {
+            match next {
+                Ok(m) => fetched.push(m),
+                Err(e) => {
+                    tracing::debug!("fetch from {target}: {e}");
+                    break;
+                }
+            }
+        }
+        // Each take is two round trips to the records bucket: overlap them.
+        let taken: Vec<Result<Option<Claimed>, QueueError>> = futures::stream::iter(fetched)
+            .map(|m| self.take(m))
+            .buffer_unordered(TAKE_PIPELINE)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for t in taken {
+            match t {
+                Ok(Some(c)) => out.push(c),
+                Ok(None) => {}
+                // Claimed ones must still be returned (they are marked `sending`); what failed
+                // comes back from the broker after the ack wait.
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        match first_err {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    /// Turns one delivery into a claim, or settles it when there is nothing to send.
+    async fn take(&self, msg: jetstream::Message) -> Result<Option<Claimed>, QueueError> {
+        let Ok(first) = serde_json::from_slice::<MessageRecord>(&msg.payload) else {
+            let target = names::target_of_subject(msg.subject.as_str())
+                .unwrap_or(Target::Gateway(String::new()));
+            self.dead_letter_raw(&msg, &target, "the message in the stream is unreadable")
+                .await?;
+            return Ok(None);
+        };
+        for _ in 0..5 {
+            let now = now_ms();
+            let (mut stored, revision) = match records::load(&self.messages, &first.id).await? {
+                Some(found) => found,
+                None => {
+                    let fresh = Stored {
+                        record: first.clone(),
+                        lease: 0,
+                        orphaned: 0,
+                    };
+                    match records::create(&self.messages, &fresh).await? {
+                        Cas::Done(rev) => (fresh, rev),
+                        Cas::Conflict => continue,
+                    }
+                }
+            };
+            if stored.record.status.is_final() {
+                // The outcome was recorded but the ack was lost (the worker died right after):
+                // do not send again; make sure the callback went out.
+                self.publish_callback(&stored.record).await?;
+                ack(&msg, AckKind::Ack).await;
+                return Ok(None);
+            }
+            if stored.record.status == Status::Sending {
+                // Taken before and never finished: that worker may have sent it.
+                stored.record.possible_duplicate = true;
+                stored.orphaned += 1;
+            }
+            if stored.orphaned >= self.opts.poison_after {
+                let reason = format!(
+                    "dead letter: taken {} times and no worker recorded an outcome{}",
+                    stored.orphaned,
+                    last_error(&stored.record)
+                );
+                self.fail(&msg, stored, revision, "dead_letter", reason, true)
+                    .await?;
+                return Ok(None);
+            }
+            if now > deadline_of(&stored.record, self.opts.deadline) {
+                let reason = format!(
+                    "deadline passed before it could be sent{}",
+                    last_error(&stored.record)
+                );
+                self.fail(&msg, stored, revision, "not_sent", reason, false)
+                    .await?;
+                return Ok(None);
+            }
+            stored.record.status = Status::Sending;
+            stored.record.updated_at = now;
+            stored.lease += 1;
+            match records::update(&self.messages, &stored, revision).await? {
+                Cas::Conflict => continue,
+                Cas::Done(_) => {
+                    let lease = stored.lease;
+                    self.inflight
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(stored.record.id.clone(), Held { msg, lease });
+                    return Ok(Some(Claimed {
+                        record: stored.record,
+                        lease,
+                    }));
+                }
+            }
+        }
+        // Contended beyond reason: leave it to the broker to deliver again.
+        ack(&msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        Ok(None)
+    }
+
+    /// Fails a message without sending it: records `failed` with `reason`, and for a poison
+    /// message also puts it on the dead-letter subject; then the stream lets go of it.
+    async fn fail(
+        &self,
+        msg: &jetstream::Message,
+        mut stored: Stored,
+        revision: u64,
+        kind: &str,
+        reason: String,
+        dead_letter: bool,
+    ) -> Result<(), QueueError> {
+        let now = now_ms();
+        stored.record.status = Status::Failed;
+        stored.record.updated_at = now;
+        stored.record.attempts.push(Attempt {
+            gateway: stored.record.target.name().to_owned(),
+            kind: kind.into(),
+            error: Some(reason.clone()),
+            ms: 0,
+            at: now,
+        });
+        if dead_letter {
+            self.publish_dead(&stored.record.target, &reason, records::encode(&stored)?)
+                .await?;
+        }
+        if let Cas::Done(_) = records::update(&self.messages, &stored, revision).await? {
+            self.publish_callback(&stored.record).await?;
+            ack(msg, AckKind::Term).await;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter_raw(
+        &self,
+        msg: &jetstream::Message,
+        target: &Target,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.publish_dead(target, reason, msg.payload.clone())
+            .await?;
+        ack(msg, AckKind::Term).await;
+        Ok(())
+    }
+
+    async fn publish_dead(
+        &self,
+        target: &Target,
+        reason: &str,
+        payload: bytes::Bytes,
+    ) -> Result<(), QueueError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Smsgw-Error", reason.replace(['\r', '\n'], " ").as_str());
+        tracing::warn!("{target}: {reason}");
+        self.js
+            .publish_with_headers(names::dead_subject(target), headers, payload)
+            .await
+            .map_err(store_err)?
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn complete_one(
+        &self,
+        id: &str,
+        lease: u64,
+        attempts: Vec<Attempt>,
+        outcome: Outcome,
+    ) -> Result<MessageRecord, QueueError> {
+        self.check_open()?;
+        let held = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(id) {
+                Some(h) if h.lease == lease => map.remove(id),
+                _ => None,
+            }
+        };
+        let Some(held) = held else {
+            return Err(QueueError::LeaseLost(id.to_owned()));
+        };
+        let Some((mut stored, revision)) = records::load(&self.messages, id).await? else {
+            return Err(QueueError::LeaseLost(id.to_owned()));
+        };
+        if stored.lease != lease || stored.record.status != Status::Sending {
+            return Err(QueueError::LeaseLost(id.to_owned()));
+        }
+        let now = now_ms();
+        stored.record.attempts.extend(attempts);
+        stored.record.updated_at = now;
+        let ack_kind = match outcome {
+            Outcome::Sent { message_ids } => {
+                stored.record.status = Status::Sent;
+                for pid in &message_ids {
+                    let gw = stored
+                        .record
+                        .attempts
+                        .last()
+                        .map(|a| a.gateway.clone())
+                        .unwrap_or_else(|| stored.record.target.name().to_owned());
+                    self.provider_ids
+                        .put(names::hashed_key(&[&gw, pid]), id.to_owned().into())
+                        .await
+                        .map_err(store_err)?;
+                }
+                stored.record.message_ids = message_ids;
+                AckKind::Ack
+            }
+            Outcome::Final { status } => {
+                stored.record.status = status;
+                // `unknown` may have been sent: never deliver it again.
+                AckKind::Term
+            }
+            Outcome::Retry { not_before } => {
+                if not_before > deadline_of(&stored.record, self.opts.deadline) {
+                    stored.record.status = Status::Failed;
+                    AckKind::Ack
+                } else {
+                    stored.record.status = Status::Queued;
+                    let wait = (not_before - now).max(0) as u64;
+                    AckKind::Nak(Some(Duration::from_millis(wait)))
+                }
+            }
+        };
+        stored.orphaned = 0;
+        match records::update(&self.messages, &stored, revision).await? {
+            Cas::Conflict => return Err(QueueError::LeaseLost(id.to_owned())),
+            Cas::Done(_) => {}
+        }
+        if stored.record.status.is_final() {
+            self.publish_callback(&stored.record).await?;
+        }
+        ack(&held.msg, ack_kind).await;
+        Ok(stored.record)
+    }
+
+    /// Lets go of every message this process holds (at shutdown): they go back to the stream
+    /// at once (marked possible duplicates when taken again, as their sends may have started).
+    pub(crate) async fn release_all(&self) {
+        let held: Vec<Held> = {
+            let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            map.drain().map(|(_, h)| h).collect()
+        };
+        for h in held {
+            ack(&h.msg, AckKind::Nak(None)).await;
+        }
+    }
+}
+
+/// When a message's retries stop.
+fn deadline_of(record: &MessageRecord, deadline: Duration) -> Millis {
+    record.created_at + deadline.as_millis() as Millis
+}
+
+fn last_error(record: &MessageRecord) -> String {
+    match record
+        .attempts
+        .iter()
+        .rev()
+        .find_map(|a| a.error.as_deref())
+    {
+        Some(e) => format!("; last error: {e}"),
+        None => String::new(),
+    }
+}
+
+/// Acks are best effort: a lost ack means the message comes again, and its record (final)
+/// makes the next worker settle it without sending.
+async fn ack(msg: &jetstream::Message, kind: AckKind) {
+    if let Err(e) = msg.ack_with(kind).await {
+        tracing::debug!("ack: {e}");
+    }
+}

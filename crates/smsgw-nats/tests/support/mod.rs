@@ -1,0 +1,127 @@
+//! Test support: a real `nats-server -js` on a free loopback port with its own store directory,
+//! and an `http` gateway against a loopback sink.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `nats-server` with JetStream on file storage, killed when dropped.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn binary() -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join("nats-server");
+        if p.exists() {
+            return p;
+        }
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in path.split(':') {
+            let p = Path::new(dir).join("nats-server");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "nats-server is not installed: these tests need a real broker. \
+         Install it with `apt-get install nats-server` (Debian package nats-server, 2.9+)."
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl NatsServer {
+    /// Starts a fresh server.
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut s = NatsServer {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let store = self.dir.path().join("js");
+        let child = Command::new(binary())
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nats-server");
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let until = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "nats-server did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL: as abrupt as a crash; the file store must hold).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A configuration with one `http` gateway `id` that posts `to` and `text` to `url`.
+pub fn http_gateway(id: &str, url: &str) -> String {
+    format!(
+        r#"
+[gateways.{id}]
+provider = "http"
+[gateways.{id}.options]
+URL = "{url}/send"
+HTTP_METHOD = "POST"
+TIMEOUT = "5"
+to = "{{phone}}"
+text = "{{otp}}"
+"#
+    )
+}
+
+/// Builds the gateways of `toml`.
+pub fn gateways(toml: &str) -> smsgw::Gateways {
+    let cfg = smsgw::Config::from_toml_str(toml).expect("config");
+    smsgw::Gateways::build(&cfg, smsgw::Registry::global()).expect("gateways")
+}
