@@ -63,7 +63,7 @@ impl Catalog {
         let mut cat = Catalog::default();
         let mut errors = smsgw_core::ConfigErrors::new();
         for (id, def) in &file.gateways {
-            match Gateway::build(def, &file.smtp_servers, registry) {
+            match Gateway::build(def, &file.sections, registry) {
                 Ok(g) => {
                     cat.gateways.insert(id.clone(), g);
                 }
@@ -90,7 +90,7 @@ impl Catalog {
                     continue;
                 }
             };
-            match Gateway::build(&def, &file.smtp_servers, registry) {
+            match Gateway::build(&def, &file.sections, registry) {
                 Ok(g) => {
                     cat.gateways.insert(s.id.clone(), g);
                 }
@@ -283,6 +283,7 @@ pub fn gateway_from_json(id: &str, body: &Value) -> Result<GatewayDef, Vec<Field
         description,
         options,
         headers,
+        sections: Default::default(),
     })
 }
 

@@ -20,7 +20,7 @@ fn provider_json(d: &ProviderDescriptor) -> Value {
         "aliases": d.aliases,
         "description": d.description,
         "free_options": d.free_options,
-        "headers": d.headers,
+        "headers": d.capabilities.headers,
         "capabilities": {
             "long_messages": d.capabilities.long_messages,
             "delivery_reports": d.capabilities.delivery_reports,
@@ -137,7 +137,7 @@ pub(crate) async fn put_gateway(
         return Err(Problem::invalid(problems));
     }
     // The same checks as `smsgw check`, every problem at once.
-    let gw = Gateway::build(&def, &cat.file.smtp_servers, app.registry).map_err(|errs| {
+    let gw = Gateway::build(&def, &cat.file.sections, app.registry).map_err(|errs| {
         Problem::invalid(
             errs.problems()
                 .iter()
