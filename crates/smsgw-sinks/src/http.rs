@@ -340,7 +340,11 @@ impl HttpSinkBuilder {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (acceptor, cert_pem) = if self.tls {
-            let (a, pem) = tls_acceptor()?;
+            let crate::tls::SelfSigned {
+                acceptor: a,
+                cert_pem: pem,
+                ..
+            } = crate::tls::self_signed(&[b"http/1.1"])?;
             (Some(a), Some(pem))
         } else {
             (None, None)
@@ -655,28 +659,6 @@ fn decode(
         json,
         basic_auth,
     }
-}
-
-fn tls_acceptor() -> io::Result<(tokio_rustls::TlsAcceptor, String)> {
-    let err = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .map_err(|e| err(&e))?;
-    let cert = ck.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
-        ck.signing_key.serialize_der(),
-    ));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(&e))?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .map_err(|e| err(&e))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((
-        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        ck.cert.pem(),
-    ))
 }
 
 #[cfg(test)]

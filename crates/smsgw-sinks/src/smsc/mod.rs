@@ -155,7 +155,11 @@ impl SmscBuilder {
     /// Starts on `addr`.
     pub async fn start_on(self, addr: SocketAddr) -> std::io::Result<Smsc> {
         let (acceptor, cert_pem) = if self.tls {
-            let (a, pem) = tls_acceptor()?;
+            let crate::tls::SelfSigned {
+                acceptor: a,
+                cert_pem: pem,
+                ..
+            } = crate::tls::self_signed(&[])?;
             (Some(a), Some(pem))
         } else {
             (None, None)
@@ -227,29 +231,6 @@ impl SmscBuilder {
 
 /// How long the TLS SMSC waits for a client's handshake.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
-
-/// A TLS acceptor on aws-lc-rs with a fresh self-signed certificate for `localhost` and
-/// `127.0.0.1`, and that certificate in PEM.
-fn tls_acceptor() -> std::io::Result<(tokio_rustls::TlsAcceptor, String)> {
-    let err = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .map_err(|e| err(&e))?;
-    let cert = ck.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
-        ck.signing_key.serialize_der(),
-    ));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(&e))?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .map_err(|e| err(&e))?;
-    Ok((
-        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        ck.cert.pem(),
-    ))
-}
 
 impl Smsc {
     /// Starts a plain (TCP) SMSC on 127.0.0.1 on a free port.
