@@ -1,0 +1,317 @@
+//! The targets: one per parser or encoder reached by outside input.
+
+use std::io::Cursor;
+use std::sync::LazyLock;
+
+use crate::Target;
+
+// `send --file`'s reader is private to smsgw-cli (its `send` module is not a library API), so
+// the fuzz crate compiles the same source file rather than a copy of it.
+#[allow(dead_code, missing_docs)]
+#[path = "../../crates/smsgw-cli/src/recipients.rs"]
+mod recipients;
+
+/// Every target, in the order `cargo xtask fuzz` runs them.
+pub static TARGETS: &[Target] = &[
+    Target {
+        name: "config",
+        run: config,
+        dictionary: &[
+            "[gateways.g]\n",
+            "provider = \"http\"\n",
+            "provider = \"smpp\"\n",
+            "provider = \"smtp\"\n",
+            "provider = \"sipgate\"\n",
+            "options = { ",
+            " }\n",
+            "URL = \"http://u:p@127.0.0.1:99999/\"",
+            "REGEXP = \"/^\\\\+49/0/\"",
+            "\"",
+            "'''",
+            "=",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            "\n",
+            "{phone}",
+            "{otp}",
+            "[smtp_servers.s]\n",
+            "HTTP_METHOD = \"POST\"",
+            "TIMEOUT = \"3\"",
+            "PORT = \"2775\"",
+        ],
+        max_len: 16 * 1024,
+    },
+    Target {
+        name: "regexp",
+        run: regexp,
+        dictionary: &[
+            "/", "^", "$", "\\+", "(", ")", "\\1", "\\g<1>", "[0-9]", "*", "{9999}", "|",
+        ],
+        max_len: 512,
+    },
+    Target {
+        name: "template",
+        run: template,
+        dictionary: &["{phone}", "{otp}", "{", "}", "\0", "{pho", "ne}"],
+        max_len: 4096,
+    },
+    Target {
+        name: "recipients",
+        run: recipients_file,
+        dictionary: &[
+            "\"", ",", "\r\n", "\n", "\r", "#", "+4915", "\"\"", " ", "\u{feff}",
+        ],
+        max_len: 128 * 1024,
+    },
+    Target {
+        name: "sms_split",
+        run: sms_split,
+        dictionary: &[
+            "€", "^", "{", "[", "\u{1b}", "😀", "é", "ç", "\u{d7ff}", "a", "\n",
+        ],
+        max_len: 4096,
+    },
+    Target {
+        name: "receipt",
+        run: receipt,
+        dictionary: &[
+            "id:",
+            "sub:",
+            "dlvrd:",
+            "submit date:",
+            "done date:",
+            "stat:",
+            "err:",
+            "text:",
+            "DELIVRD",
+            "UNDELIV",
+            " ",
+            "ID:",
+            "\u{130}",
+        ],
+        max_len: 1024,
+    },
+    Target {
+        name: "xmlrpc_reply",
+        run: xmlrpc_reply,
+        dictionary: &[
+            "<methodResponse>",
+            "<params>",
+            "<param>",
+            "<value>",
+            "<array>",
+            "<data>",
+            "<struct>",
+            "<member>",
+            "<name>",
+            "<string>",
+            "<i4>",
+            "<fault>",
+            "</value>",
+            "</array>",
+            "</data>",
+            "</struct>",
+            "</member>",
+            "<!DOCTYPE x [<!ENTITY a \"b\">]>",
+            "&a;",
+            "&amp;",
+            "<![CDATA[",
+            "]]>",
+        ],
+        max_len: 80 * 1024,
+    },
+    Target {
+        name: "smtp_subject",
+        run: smtp_subject,
+        dictionary: &[
+            "SMS ",
+            "=?utf-8?b?",
+            "?=",
+            "\r\n",
+            "\n",
+            "\r",
+            " ",
+            "\t",
+            "é",
+            "😀",
+            ":",
+        ],
+        max_len: 8 * 1024,
+    },
+];
+
+/// Some factories may start tasks when built; give them a runtime as the CLI does.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+});
+
+fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(data)
+}
+
+/// The configuration loader (TOML, every section, every provider's parameters and REGEXP): any
+/// input ends as a configuration or a list of problems, each rendered without a panic.
+fn config(data: &[u8]) {
+    if data.len() as u64 > smsgw::MAX_CONFIG_BYTES {
+        return;
+    }
+    let Ok(cfg) = smsgw::Config::from_toml_str(&text(data)) else {
+        return;
+    };
+    let _rt = RUNTIME.enter();
+    if let Err(errors) = smsgw::Gateways::build(&cfg, smsgw::Registry::global()) {
+        let shown = errors.to_string();
+        // A password given in a URL's userinfo is never repeated in a problem.
+        assert!(!shown.contains("u:p@"), "userinfo shown in: {shown}");
+    }
+}
+
+/// `REGEXP = /pattern/replacement/`: parsed or refused, and applied to a phone number.
+fn regexp(data: &[u8]) {
+    let s = text(data);
+    let (option, phone) = s.split_once('\0').unwrap_or((&s, "+491701234567"));
+    if let Ok(rewrite) = smsgw::PhoneRewrite::parse(option) {
+        let _ = rewrite.apply(phone);
+    }
+}
+
+/// `{phone}` / `{otp}` rendering: text without a tag is returned unchanged, a tag's value is
+/// never scanned again.
+fn template(data: &[u8]) {
+    let s = text(data);
+    let mut it = s.splitn(3, '\0');
+    let (t, phone, otp) = (
+        it.next().unwrap_or(""),
+        it.next().unwrap_or(""),
+        it.next().unwrap_or(""),
+    );
+    let out = smsgw::render(t, phone, otp);
+    if !smsgw::has_tag(t) {
+        assert_eq!(out, t);
+    }
+    // Values are data: rendering a tag-free template with hostile values is still the template.
+    let plain = t.replace('{', "(");
+    assert_eq!(smsgw::render(&plain, "{otp}", "{phone}"), plain);
+}
+
+/// `send --file`: every line is a recipient, a malformed line, or the end; no phone number or
+/// text holds a line break; line numbers only grow.
+fn recipients_file(data: &[u8]) {
+    let mut reader = recipients::Recipients::new(Cursor::new(data), Some("code".into()));
+    let mut last = 0;
+    // A line is at least one byte, so this bounds the loop whatever the reader does.
+    for _ in 0..=data.len() + 1 {
+        let line = match reader.next_item() {
+            Ok(None) | Err(_) => return,
+            Ok(Some(recipients::Item::Recipient { line, message })) => {
+                // Lines never merge: no field holds a line feed. A bare CR inside a line is
+                // still kept in the field (fuzz/findings/, an ignored test in tests/corpus.rs).
+                for field in [&message.phone, &message.text] {
+                    assert!(!field.contains('\n'), "line break in {field:?}");
+                }
+                assert!(!message.phone.is_empty());
+                line
+            }
+            Ok(Some(recipients::Item::Malformed { line, .. })) => line,
+        };
+        assert!(line > last, "line {line} after {last}");
+        last = line;
+    }
+    panic!("more items than bytes");
+}
+
+/// The phone numbers `send --file` reads from `data` (to replay a finding).
+pub fn recipient_phones(data: &[u8]) -> Vec<String> {
+    let mut reader = recipients::Recipients::new(Cursor::new(data), Some("code".into()));
+    let mut phones = Vec::new();
+    while let Ok(Some(item)) = reader.next_item() {
+        if let recipients::Item::Recipient { message, .. } = item {
+            phones.push(message.phone);
+        }
+    }
+    phones
+}
+
+/// GSM 03.38 / UCS-2 splitting: parts within their size, no escape or surrogate pair cut, and
+/// the parts rejoin to the text.
+fn sms_split(data: &[u8]) {
+    let s = text(data);
+    let Ok(enc) = smsgw::smpp::encode(&s, data.first().copied().unwrap_or(0)) else {
+        return;
+    };
+    let concat = enc.parts.len() > 1;
+    let mut joined = Vec::new();
+    for part in &enc.parts {
+        let body = if concat {
+            let (udh, body) = smsgw_sinks::smsc::parse_udh(part).expect("a UDH on every part");
+            assert_eq!(udh.ies.len(), 1);
+            body
+        } else {
+            part.as_slice()
+        };
+        if enc.data_coding == smsgw::smpp::DC_UCS2 {
+            assert!(part.len() <= 140, "UCS-2 part of {} octets", part.len());
+            assert_eq!(body.len() % 2, 0);
+            if concat {
+                let last = u16::from_be_bytes([body[body.len() - 2], body[body.len() - 1]]);
+                assert!(!(0xd800..0xdc00).contains(&last), "surrogate pair cut");
+            }
+        } else {
+            // Unpacked septets: 160 per message, UDH included.
+            assert!(
+                part.len() <= smsgw::smpp::GSM_SINGLE,
+                "GSM part of {} septets",
+                part.len()
+            );
+            if concat {
+                assert_ne!(body.last(), Some(&0x1b), "escape cut");
+            }
+        }
+        joined.extend_from_slice(body);
+    }
+    let (back, _) = smsgw_sinks::smsc::decode_text(enc.data_coding, &joined);
+    assert_eq!(back, s, "split and rejoin changed the text");
+}
+
+/// Delivery-receipt text from an SMSC.
+fn receipt(data: &[u8]) {
+    if let Some(r) = smsgw::smpp::parse_receipt_text(&text(data)) {
+        let _ = format!("{r:?}");
+    }
+}
+
+/// sipgate's XML-RPC reply reader: bounded size and depth, an error never a crash.
+fn xmlrpc_reply(data: &[u8]) {
+    match smsgw::sipgate::read_reply(data) {
+        Ok(v) => drop(format!("{v:?}")),
+        Err(e) => drop(e.to_string()),
+    }
+}
+
+/// SMTP Subject encoding: no line over 998 octets with its name, no line break but the fold,
+/// so a subject can never add a header.
+fn smtp_subject(data: &[u8]) {
+    let s = text(data);
+    let v = smsgw::smtp::encode_subject(&s);
+    for (i, line) in v.split("\r\n").enumerate() {
+        assert!(!line.contains(['\r', '\n']), "bare line break in {v:?}");
+        let width = if i == 0 { "Subject: ".len() } else { 0 };
+        assert!(
+            line.len() + width <= 998,
+            "line of {} octets",
+            line.len() + width
+        );
+        if i > 0 {
+            assert!(
+                line.starts_with([' ', '\t']),
+                "continuation not folded: {line:?}"
+            );
+        }
+    }
+}
