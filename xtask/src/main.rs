@@ -17,6 +17,11 @@ cargo xtask <command>
                            throughput benchmarks against the sinks (see docs/benchmarks.md);
                            --stream: only the constant-memory case (10 000 000 recipients,
                            1 000 000 with --quick)
+  bench serve [ARGS...]    the `smsgw serve` benchmark (smsgw-server's bench_serve example)
+  bench nats [ARGS...]     the scale-out benchmark (smsgw-nats's bench_nats example)
+  fuzz [--time SECONDS] [--seed N] [TARGET...]
+                           every fuzz target of fuzz/: its corpus, then random mutations for
+                           SECONDS in all (default 20); see docs/security.md
 ";
 
 fn main() -> ExitCode {
@@ -28,7 +33,12 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("conformance") => conformance(&args[1..]),
         Some("docs") => docs(args.iter().any(|a| a == "--check")),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("serve") => example("smsgw-server", "bench_serve", &args[2..]),
+            Some("nats") => example("smsgw-nats", "bench_nats", &args[2..]),
+            _ => bench(&args[1..]),
+        },
+        Some("fuzz") => fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -124,6 +134,37 @@ fn conformance(args: &[String]) -> Result<(), String> {
     run(&mut cmd)
 }
 
+/// A benchmark that lives as an example of its crate, run in release mode with `args`.
+fn example(package: &str, name: &str, args: &[String]) -> Result<(), String> {
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            package,
+            "--example",
+            name,
+            "--",
+        ])
+        .args(args))
+}
+
+/// The fuzz targets (a debug build: overflow checks and debug assertions find more).
+fn fuzz(args: &[String]) -> Result<(), String> {
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "smsgw-fuzz",
+            "--bin",
+            "smsgw-fuzz",
+            "--",
+        ])
+        .args(args))
+}
+
 const REFERENCE: &str = "docs/providers/reference.md";
 
 fn docs(check: bool) -> Result<(), String> {
@@ -178,7 +219,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 struct BenchRow {
-    provider: &'static str,
+    provider: String,
     concurrency: u32,
     messages: usize,
     sent: f64,
@@ -189,17 +230,12 @@ struct BenchRow {
     peak_rss_mib: f64,
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 /// Sends `n` messages through `gateway` with the release `smsgw send --file` and measures it.
 fn bench_one(
     bin: &Path,
     cfg: &Path,
     dir: &Path,
-    provider: &'static str,
+    provider: &str,
     gateway: &str,
     n: usize,
     concurrency: u32,
@@ -246,7 +282,7 @@ fn bench_one(
         );
     }
     Ok(BenchRow {
-        provider,
+        provider: provider.to_owned(),
         concurrency,
         messages: n,
         sent,
@@ -263,7 +299,18 @@ fn bench_one(
 struct SinkProcess {
     child: std::process::Child,
     cfg: PathBuf,
-    cfg_text: String,
+    /// (provider, gateway id, WINDOW set by the benchmark) of every gateway in `cfg`.
+    gateways: Vec<(String, String, Option<u32>)>,
+}
+
+impl SinkProcess {
+    /// The first gateway of `provider`, if that provider has a sink in this build.
+    fn gateway_of(&self, provider: &str) -> Option<&str> {
+        self.gateways
+            .iter()
+            .find(|(p, _, _)| p == provider)
+            .map(|(_, g, _)| g.as_str())
+    }
 }
 
 impl Drop for SinkProcess {
@@ -273,18 +320,104 @@ impl Drop for SinkProcess {
     }
 }
 
-/// Starts a fresh `smsgw sink` (each measurement gets its own, so that what an earlier run left
-/// in the sink's memory cannot slow a later one) and writes `bench.toml` for it, with two extra
-/// SMPP gateways of WINDOW 1 and 64.
-fn start_sinks(bin: &Path, dir: &Path) -> Result<SinkProcess, String> {
+/// What the benchmark asks the `smsgw` it measures, instead of keeping a provider list: the
+/// sinks it offers (`--NAME-port` of `smsgw sink --help`) and which providers declare a
+/// `WINDOW` (`smsgw providers --json`), measured at windows 1 and 64.
+struct Offer {
+    port_flags: Vec<String>,
+    windowed: Vec<String>,
+}
+
+fn offer(bin: &Path) -> Result<Offer, String> {
+    let output = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new(bin)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "smsgw {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    Ok(Offer {
+        port_flags: port_flags(&output(&["sink", "--help"])?),
+        windowed: windowed(&output(&["providers", "--json"])?),
+    })
+}
+
+/// The `--NAME-port` flags in `smsgw sink --help`.
+fn port_flags(help: &str) -> Vec<String> {
+    help.split_whitespace()
+        .filter(|w| w.starts_with("--") && w.ends_with("-port"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The providers declaring a `WINDOW` parameter in `smsgw providers --json` (pretty JSON: a
+/// provider's "name" is indented 4, a parameter's 8; xtask keeps no JSON dependency).
+fn windowed(json: &str) -> Vec<String> {
+    let quoted = |l: &str| {
+        l.trim()
+            .strip_prefix("\"name\": \"")
+            .and_then(|r| r.split('"').next())
+            .map(str::to_owned)
+    };
+    let mut windowed = Vec::new();
+    let mut provider = String::new();
+    for line in json.lines() {
+        if line.starts_with("    \"name\"") {
+            provider = quoted(line).unwrap_or_default();
+        } else if line.starts_with("        \"name\"") && quoted(line).as_deref() == Some("WINDOW")
+        {
+            windowed.push(provider.clone());
+        }
+    }
+    windowed
+}
+
+/// Gateways of a TOML configuration as `smsgw sink` writes it: (provider, id), and the option
+/// lines of each.
+fn gateways_of(cfg: &str) -> Vec<(String, String, Vec<String>)> {
+    let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut in_options = false;
+    for line in cfg.lines() {
+        if let Some(head) = line
+            .strip_prefix("[gateways.")
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            in_options = head.ends_with(".options");
+            if !in_options {
+                out.push((String::new(), head.to_owned(), Vec::new()));
+            }
+        } else if line.starts_with('[') {
+            in_options = false;
+        } else if let Some(last) = out.last_mut() {
+            if in_options && !line.trim().is_empty() {
+                last.2.push(line.to_owned());
+            } else if let Some(p) = line.strip_prefix("provider = \"") {
+                last.0 = p.trim_end_matches('"').to_owned();
+            }
+        }
+    }
+    out
+}
+
+/// Starts a fresh `smsgw sink` on free ports (each measurement gets its own, so that what an
+/// earlier run left in the sink's memory cannot slow a later one) and writes `bench.toml` for it,
+/// with two extra gateways of WINDOW 1 and 64 for each windowed provider.
+fn start_sinks(bin: &Path, dir: &Path, offer: &Offer) -> Result<SinkProcess, String> {
     let sinks_cfg = dir.join("sinks.toml");
     let _ = std::fs::remove_file(&sinks_cfg);
-    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
-    let child = Command::new(bin)
-        .args(["-q", "sink", "--http-port", &ports[0].to_string()])
-        .args(["--sipgate-port", &ports[1].to_string()])
-        .args(["--smtp-port", &ports[2].to_string()])
-        .args(["--smpp-port", &ports[3].to_string()])
+    let mut cmd = Command::new(bin);
+    cmd.args(["-q", "sink"]);
+    for flag in &offer.port_flags {
+        cmd.args([flag.as_str(), "0"]);
+    }
+    let child = cmd
         .arg("--write-config")
         .arg(&sinks_cfg)
         .stdout(std::process::Stdio::null())
@@ -294,7 +427,7 @@ fn start_sinks(bin: &Path, dir: &Path) -> Result<SinkProcess, String> {
     let mut process = SinkProcess {
         child,
         cfg: dir.join("bench.toml"),
-        cfg_text: String::new(),
+        gateways: Vec::new(),
     };
     for _ in 0..100 {
         if sinks_cfg.exists() {
@@ -304,16 +437,21 @@ fn start_sinks(bin: &Path, dir: &Path) -> Result<SinkProcess, String> {
     }
     let mut cfg_text =
         std::fs::read_to_string(&sinks_cfg).map_err(|e| format!("the sink did not start: {e}"))?;
-    for w in [1, 64] {
-        cfg_text.push_str(&format!(
-            "\n[gateways.smpp-w{w}]\nprovider = \"smpp\"\n[gateways.smpp-w{w}.options]\n\
-             SMSC_HOST = \"127.0.0.1\"\nSMSC_PORT = \"{}\"\nSYSTEM_ID = \"smsgw\"\n\
-             PASSWORD = \"smppsec1\"\nWINDOW = \"{w}\"\nTIMEOUT = \"10\"\n",
-            ports[3]
-        ));
+    for (provider, id, options) in gateways_of(&cfg_text) {
+        if !offer.windowed.contains(&provider) {
+            process.gateways.push((provider, id, None));
+            continue;
+        }
+        for w in [1, 64] {
+            let wid = format!("{id}-w{w}");
+            cfg_text.push_str(&format!(
+                "\n[gateways.{wid}]\nprovider = \"{provider}\"\n[gateways.{wid}.options]\n{}\nWINDOW = \"{w}\"\n",
+                options.join("\n")
+            ));
+            process.gateways.push((provider.clone(), wid, Some(w)));
+        }
     }
     std::fs::write(&process.cfg, &cfg_text).map_err(|e| e.to_string())?;
-    process.cfg_text = cfg_text;
     Ok(process)
 }
 
@@ -337,16 +475,20 @@ fn recipients_file(dir: &Path, n: usize) -> Result<PathBuf, String> {
 
 /// The streaming case: `n` recipients through HTTP at concurrency 64, no report (it would be
 /// gigabytes); the point is the peak resident memory, which must not grow with `n`.
-fn bench_stream(bin: &Path, dir: &Path, n: usize) -> Result<(), String> {
+fn bench_stream(bin: &Path, dir: &Path, offer: &Offer, n: usize) -> Result<(), String> {
     let csv = recipients_file(dir, n)?;
-    let sinks = start_sinks(bin, dir)?;
+    let sinks = start_sinks(bin, dir, offer)?;
+    let http = sinks
+        .gateway_of("http")
+        .ok_or("the streaming case needs the http provider's sink")?
+        .to_owned();
     let out = Command::new(bin)
         .args(["-q", "-c"])
         .arg(&sinks.cfg)
         .args([
             "send",
             "-g",
-            "http-sink",
+            &http,
             "-m",
             "Your code is 123456",
             "--json",
@@ -387,40 +529,37 @@ fn bench(args: &[String]) -> Result<(), String> {
     let bin = root().join("target/release/smsgw");
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let offer = offer(&bin)?;
     if args.iter().any(|a| a == "--stream") {
-        return bench_stream(&bin, &dir, scale(10_000_000));
+        return bench_stream(&bin, &dir, &offer, scale(10_000_000));
     }
-    let mut runs: Vec<(&'static str, &str, usize, u32)> = Vec::new();
-    for (provider, gw, n) in [
-        ("http", "http-sink", scale(20_000)),
-        ("sipgate", "sipgate-sink", scale(20_000)),
-        ("smtp", "smtp-sink", scale(2_000)),
-    ] {
-        for c in [1, 64] {
-            runs.push((provider, gw, n, c));
+    // Every gateway the sink offers, at concurrency 1 and 64 (a windowed provider: window 1 at
+    // concurrency 1 and window 64 at 64).
+    let mut runs: Vec<(String, String, usize, u32)> = Vec::new();
+    let probe = start_sinks(&bin, &dir, &offer)?;
+    for (provider, gw, window) in &probe.gateways {
+        // A mail per message is slow through the SMTP sink; fewer keep the run near a minute.
+        let n = scale(if provider == "smtp" { 2_000 } else { 20_000 });
+        let concurrencies = match window {
+            Some(w) => vec![*w],
+            None => vec![1, 64],
+        };
+        for c in concurrencies {
+            runs.push((provider.clone(), gw.clone(), n, c));
         }
     }
-    runs.push(("smpp", "smpp-w1", scale(20_000), 1));
-    runs.push(("smpp", "smpp-w64", scale(20_000), 64));
+    drop(probe);
     let mut rows = Vec::new();
     for (provider, gw, n, c) in runs {
-        let sinks = start_sinks(&bin, &dir)?;
-        if !sinks.cfg_text.contains(&format!("[gateways.{gw}]")) {
-            eprintln!("xtask: {provider} is not compiled in; skipped");
-            continue;
-        }
-        rows.push(bench_one(&bin, &sinks.cfg, &dir, provider, gw, n, c)?);
+        let sinks = start_sinks(&bin, &dir, &offer)?;
+        rows.push(bench_one(&bin, &sinks.cfg, &dir, &provider, &gw, n, c)?);
     }
-    let sinks = start_sinks(&bin, &dir)?;
-    let big = bench_one(
-        &bin,
-        &sinks.cfg,
-        &dir,
-        "http",
-        "http-sink",
-        scale(100_000),
-        64,
-    )?;
+    let sinks = start_sinks(&bin, &dir, &offer)?;
+    let http = sinks
+        .gateway_of("http")
+        .ok_or("the large run and the cold start need the http provider's sink")?
+        .to_owned();
+    let big = bench_one(&bin, &sinks.cfg, &dir, "http", &http, scale(100_000), 64)?;
     // Cold start: one whole `smsgw send` process, start to exit.
     let mut cold = Vec::new();
     for _ in 0..20 {
@@ -428,15 +567,7 @@ fn bench(args: &[String]) -> Result<(), String> {
         let ok = Command::new(&bin)
             .arg("-c")
             .arg(&sinks.cfg)
-            .args([
-                "send",
-                "-g",
-                "http-sink",
-                "-p",
-                "+491511234567",
-                "-m",
-                "123456",
-            ])
+            .args(["send", "-g", &http, "-p", "+491511234567", "-m", "123456"])
             .stdout(std::process::Stdio::null())
             .status()
             .map_err(|e| e.to_string())?
@@ -448,7 +579,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     }
     drop(sinks);
     cold.sort_by(|a, b| a.total_cmp(b));
-    bench_stream(&bin, &dir, scale(10_000_000))?;
+    bench_stream(&bin, &dir, &offer, scale(10_000_000))?;
 
     println!(
         "{:<8} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>9}",
@@ -496,4 +627,32 @@ fn bench(args: &[String]) -> Result<(), String> {
     std::fs::write(dir.join("results.json"), json).map_err(|e| e.to_string())?;
     eprintln!("xtask: wrote target/bench/results.json");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sinks_and_windowed_providers_are_read_from_the_cli() {
+        let help = "      --http-port <PORT>     Port of the http sink [default: 8025]\n      \
+                    --smpp-port <PORT>     Port of the smpp sink\n      --write-config <FILE>";
+        assert_eq!(port_flags(help), ["--http-port", "--smpp-port"]);
+        let json = "[\n  {\n    \"name\": \"http\",\n    \"parameters\": [\n      {\n        \
+                    \"name\": \"URL\"\n      }\n    ]\n  },\n  {\n    \"name\": \"smpp\",\n    \
+                    \"parameters\": [\n      {\n        \"name\": \"WINDOW\"\n      }\n    ]\n  }\n]";
+        assert_eq!(windowed(json), ["smpp"]);
+    }
+
+    #[test]
+    fn gateways_and_their_options_are_read_from_the_sink_config() {
+        let cfg = "[smtp_servers.sink]\nserver = \"smtp://127.0.0.1:1\"\n\n[gateways.smpp-sink]\n\
+                   provider = \"smpp\"\n\n[gateways.smpp-sink.options]\nSMSC_PORT = \"9\"\n\
+                   TIMEOUT = \"10\"\n\n[gateways.http-sink]\nprovider = \"http\"\n";
+        let g = gateways_of(cfg);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].0.as_str(), g[0].1.as_str()), ("smpp", "smpp-sink"));
+        assert_eq!(g[0].2, ["SMSC_PORT = \"9\"", "TIMEOUT = \"10\""]);
+        assert_eq!((g[1].0.as_str(), g[1].1.as_str()), ("http", "http-sink"));
+    }
 }
