@@ -172,6 +172,45 @@ impl ProviderDescriptor {
     pub fn crate_name(&self) -> &'static str {
         self.module.split("::").next().unwrap_or(self.module)
     }
+
+    /// The provider's schema as JSON: what `smsgw providers --json` prints and what the
+    /// service's `GET /v1/providers` answers (one shape, made here from the declarations).
+    ///
+    /// ```
+    /// use smsgw_core::Registry;
+    /// # fn f(reg: &Registry) {
+    /// for d in reg.providers() {
+    ///     let schema = d.to_json();
+    ///     assert_eq!(schema["name"], d.name);
+    /// }
+    /// # }
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = &self.capabilities;
+        serde_json::json!({
+            "name": self.name,
+            "aliases": self.aliases,
+            "description": self.description,
+            "free_options": self.free_options,
+            "headers": c.headers,
+            "capabilities": {
+                "long_messages": c.long_messages,
+                "delivery_reports": c.delivery_reports,
+                "headers": c.headers,
+                "verbatim_phone": c.verbatim_phone,
+            },
+            "parameters": self.all_params().iter().map(|p| serde_json::json!({
+                "name": p.name,
+                "aliases": p.aliases,
+                "required": p.required,
+                "description": p.description,
+                "kind": p.kind.describe(),
+                "allowed": p.allowed,
+                "default": p.default,
+                "secret": p.secret,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 static REGEXP_SPEC: ParamSpec = REGEXP.spec();
