@@ -26,11 +26,10 @@ fn every_provider_is_linked_for_the_config_target() {
     }
 }
 
-/// Found by the `recipients` target: a bare CR (not followed by LF) inside a line is kept in the
-/// phone number (`"+49170\r1234<>7"` is accepted as a recipient and sent). The reader lives in
-/// smsgw-cli (`recipients.rs`); this test turns green once it refuses or splits such a line.
+/// Found by the `recipients` target: a bare CR (not followed by LF) inside a line was kept in the
+/// phone number (`"+49170\r1234<>7"` was accepted as a recipient and sent); such a line is now
+/// reported malformed.
 #[test]
-#[ignore = "finding for smsgw-cli's recipients reader: a bare CR stays inside a phone number"]
 fn a_bare_cr_never_reaches_a_phone_number() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("findings/recipients-bare-cr-in-phone.csv");

@@ -89,6 +89,13 @@ impl<R: BufRead> Recipients<R> {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
+            // A CR that does not end the line (found by the recipients fuzz target) would
+            // otherwise travel inside a phone number or text to the gateway.
+            if text.contains('\r') {
+                self.records += 1;
+                let why = "a carriage return inside the line (a record is one line)".into();
+                return Ok(Some(Item::Malformed { line, why }));
+            }
             let first = self.records == 0;
             self.records += 1;
             let fields = match fields(text) {
@@ -180,6 +187,19 @@ mod tests {
     fn an_unbalanced_quote_is_one_malformed_line() {
         let got = read("+491,\"open\n+492,b\n+493,\"x, \"\"y\"\"\"\n");
         assert_eq!(got, ["1:malformed", "2:+492:b", "3:+493:x, \"y\""]);
+    }
+
+    #[test]
+    fn a_bare_cr_inside_a_line_is_malformed() {
+        let mut r = Recipients::new("+49170\r1234,hi\n+492,b\n".as_bytes(), None);
+        assert!(matches!(
+            r.next_item(),
+            Ok(Some(Item::Malformed { line: 1, .. }))
+        ));
+        assert!(matches!(
+            r.next_item(),
+            Ok(Some(Item::Recipient { line: 2, .. }))
+        ));
     }
 
     #[test]
