@@ -271,13 +271,32 @@ fn report_config_errors(e: &ConfigErrors) {
 }
 
 fn check(cfg: &Config) -> u8 {
-    match Gateways::build(cfg, Registry::global()) {
-        Ok(gws) => {
+    use smsgw::routing::{Router, RoutingConfig, check_references};
+    // The core runs the routing section hooks inside `Gateways::build`; the references to
+    // gateways need the whole file, so each problem is reported exactly once.
+    let built = Gateways::build(cfg, Registry::global()).and_then(|gws| {
+        let routes = Router::build(&RoutingConfig::from_config(cfg), &gws)?;
+        Ok((gws, routes))
+    });
+    match built {
+        Ok((gws, router)) => {
             let n = gws.iter().count();
-            outln!("ok: {n} gateway{} valid", if n == 1 { "" } else { "s" });
+            let r = router.listing().routes.len();
+            let routes = match r {
+                0 => String::new(),
+                1 => ", 1 route".to_owned(),
+                r => format!(", {r} routes"),
+            };
+            outln!(
+                "ok: {n} gateway{}{routes} valid",
+                if n == 1 { "" } else { "s" }
+            );
             0
         }
-        Err(e) => {
+        Err(mut e) => {
+            if Gateways::build(cfg, Registry::global()).is_err() {
+                e.extend(check_references(cfg));
+            }
             report_config_errors(&e);
             EXIT_CONFIG
         }

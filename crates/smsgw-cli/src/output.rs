@@ -132,7 +132,21 @@ pub fn gateways(cfg: &Config, as_json: bool) -> u8 {
     if as_json {
         let censored: toml::Value =
             toml::from_str(&cfg.to_toml_censored()).expect("own output parses");
-        outln!("{}", serde_json::to_string_pretty(&censored).expect("json"));
+        let mut shown = serde_json::to_value(&censored).expect("json");
+        // Routes and every gateway's limits with their defaults, when the configuration builds
+        // (`check` explains why it does not).
+        if let Ok(gws) = smsgw::Gateways::build(cfg, smsgw::Registry::global()) {
+            let routing = smsgw::routing::RoutingConfig::from_config(cfg);
+            if let Ok(router) = smsgw::routing::Router::build(&routing, &gws)
+                && let Some(obj) = shown.as_object_mut()
+            {
+                obj.insert(
+                    "routing".into(),
+                    serde_json::to_value(router.listing()).expect("json"),
+                );
+            }
+        }
+        outln!("{}", serde_json::to_string_pretty(&shown).expect("json"));
     } else {
         out!("{}", cfg.to_toml_censored());
     }
