@@ -189,6 +189,48 @@ pub fn single_result(result: &Result<Receipt, SendError>, as_json: bool) -> u8 {
     }
 }
 
+/// Prints the outcome of one send through a route or a gateway with its limits, and returns
+/// the exit status. The JSON keeps `single_result`'s fields and adds `route`, `attempts`,
+/// `may_arrive_twice` (and `warning`), or on failure `reason` and `attempts`.
+pub fn delivery_result(d: &smsgw::routing::Delivery, as_json: bool) -> u8 {
+    match d {
+        Ok(ok) => {
+            let r = &ok.receipt;
+            if as_json {
+                let mut v = json!({"status": "sent", "gateway": ok.gateway, "provider": r.provider,
+                    "message_ids": r.message_ids, "parts": r.parts, "attempts": ok.attempts,
+                    "may_arrive_twice": ok.may_arrive_twice});
+                if let Some(route) = &ok.route {
+                    v["route"] = json!(route);
+                }
+                if let Some(w) = &ok.warning {
+                    v["warning"] = json!(w);
+                }
+                outln!("{v}");
+            } else {
+                single_result(&Ok(r.clone()), false);
+                if ok.attempts.len() > 1 {
+                    outln!("after {} attempts", ok.attempts.len());
+                }
+                if let Some(w) = &ok.warning {
+                    outln!("warning: {w}");
+                }
+            }
+            0
+        }
+        Err(e) => {
+            if as_json {
+                let mut v = error_json(&e.to_send_error());
+                v["reason"] = json!(e.reason().as_str());
+                v["attempts"] = json!(e.attempts());
+                outln!("{v}");
+            }
+            eprintln!("error: {e}");
+            super::EXIT_FAILED
+        }
+    }
+}
+
 pub fn error_json(e: &SendError) -> serde_json::Value {
     json!({
         "status": "failed",

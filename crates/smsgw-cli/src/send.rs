@@ -16,7 +16,8 @@ use std::task::Poll;
 
 use futures::StreamExt;
 use serde_json::json;
-use smsgw::{Config, Gateway, Message, Outcome, Registry};
+use smsgw::routing::{Router, RoutingConfig};
+use smsgw::{Config, Gateway, Gateways, Message, Outcome, Registry};
 
 use crate::recipients::{Item, Recipients};
 use crate::report::{FLUSH_EVERY, Report};
@@ -25,9 +26,17 @@ use crate::{Context, EXIT_CONFIG, EXIT_FAILED, output};
 /// Arguments of `smsgw send`.
 #[derive(clap::Args)]
 pub struct SendArgs {
-    /// The gateway identifier.
-    #[arg(long, short = 'g')]
-    pub gateway: String,
+    /// The gateway identifier (sent to alone, honouring its `limits`).
+    #[arg(
+        long,
+        short = 'g',
+        required_unless_present = "route",
+        conflicts_with = "route"
+    )]
+    pub gateway: Option<String>,
+    /// A route (`[routes.NAME]`): failover between its gateways, retries, deadline.
+    #[arg(long, value_name = "NAME")]
+    pub route: Option<String>,
     /// The recipient's phone number.
     #[arg(long, short = 'p', conflicts_with = "file")]
     pub phone: Option<String>,
@@ -55,16 +64,21 @@ const MAX_STDIN: u64 = 1024 * 1024;
 
 /// Runs `smsgw send` and returns the exit status.
 pub fn run(ctx: &Context, cfg: &Config, args: SendArgs) -> u8 {
-    let gateway = match target(cfg, &args.gateway) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
     let text = match message_text(args.message.as_deref()) {
         Ok(t) => t,
         Err(code) => return code,
     };
     match args.file.clone() {
-        Some(path) => bulk(ctx, gateway, path, text, &args),
+        Some(path) => {
+            let Some(id) = args.gateway.as_deref() else {
+                eprintln!("error: --route with --file is not supported yet; use --gateway");
+                return EXIT_CONFIG;
+            };
+            match target(cfg, id) {
+                Ok(gateway) => bulk(ctx, gateway, path, text, &args),
+                Err(code) => code,
+            }
+        }
         None => {
             let Some(phone) = args.phone.clone() else {
                 eprintln!("error: --phone (or --file) is required");
@@ -74,7 +88,60 @@ pub fn run(ctx: &Context, cfg: &Config, args: SendArgs) -> u8 {
                 eprintln!("error: --message is required (use --message - to read standard input)");
                 return EXIT_CONFIG;
             };
-            single(ctx, gateway, Message::new(phone, text), args.json)
+            let (router, name) = match router_for(cfg, &args) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            single(ctx, router, &name, Message::new(phone, text), args.json)
+        }
+    }
+}
+
+/// The router and target name for `--route` or `--gateway`. A lone gateway is built alone (a
+/// broken neighbour does not stop it) with its `limits`; a route needs every gateway.
+fn router_for(cfg: &Config, args: &SendArgs) -> Result<(Router, String), u8> {
+    let (built, name) = match (&args.route, &args.gateway) {
+        (Some(route), _) => {
+            let routing = RoutingConfig::from_config(cfg);
+            if !routing.routes.contains_key(route) {
+                let known: Vec<&str> = routing.routes.keys().map(String::as_str).collect();
+                eprintln!(
+                    "error: no route '{route}' in the configuration (defined: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                return Err(EXIT_CONFIG);
+            }
+            (
+                Gateways::build(cfg, Registry::global()).map(|g| (g, routing)),
+                route,
+            )
+        }
+        (None, Some(id)) => {
+            target(cfg, id)?;
+            let mut alone = cfg.clone();
+            alone.gateways.retain(|k, _| k == id);
+            alone.sections.shift_remove("routes");
+            let routing = RoutingConfig::from_config(&alone);
+            (
+                Gateways::build(&alone, Registry::global()).map(|g| (g, routing)),
+                id,
+            )
+        }
+        (None, None) => {
+            eprintln!("error: --gateway or --route is required");
+            return Err(EXIT_CONFIG);
+        }
+    };
+    let router = built.and_then(|(gws, routing)| Router::build(&routing, &gws));
+    match router {
+        Ok(r) => Ok((r, name.clone())),
+        Err(e) => {
+            crate::report_config_errors(&e);
+            Err(EXIT_CONFIG)
         }
     }
 }
@@ -124,18 +191,19 @@ fn message_text(arg: Option<&str>) -> Result<Option<String>, u8> {
     }
 }
 
-/// Sends one message; the exit status is the send's, whether or not standard output is open.
-fn single(ctx: &Context, gateway: Gateway, message: Message, json: bool) -> u8 {
+/// Sends one message through the router; the exit status is the send's, whether or not
+/// standard output is open.
+fn single(ctx: &Context, router: Router, target: &str, message: Message, json: bool) -> u8 {
     let rt = match ctx.runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let result = rt.block_on(async {
-        let r = gateway.send(&message).await;
-        gateway.shutdown().await;
-        r
+        let d = router.send(target, &message).await;
+        router.shutdown().await;
+        d
     });
-    output::single_result(&result, json)
+    output::delivery_result(&result, json)
 }
 
 /// Counts of a bulk run.
