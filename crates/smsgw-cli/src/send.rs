@@ -16,8 +16,8 @@ use std::task::Poll;
 
 use futures::StreamExt;
 use serde_json::json;
-use smsgw::routing::{Router, RoutingConfig};
-use smsgw::{Config, Gateway, Gateways, Message, Outcome, Registry};
+use smsgw::routing::{RouteOutcome, Router, RoutingConfig};
+use smsgw::{Config, Gateway, Gateways, Message, Registry};
 
 use crate::recipients::{Item, Recipients};
 use crate::report::{FLUSH_EVERY, Report};
@@ -69,16 +69,10 @@ pub fn run(ctx: &Context, cfg: &Config, args: SendArgs) -> u8 {
         Err(code) => return code,
     };
     match args.file.clone() {
-        Some(path) => {
-            let Some(id) = args.gateway.as_deref() else {
-                eprintln!("error: --route with --file is not supported yet; use --gateway");
-                return EXIT_CONFIG;
-            };
-            match target(cfg, id) {
-                Ok(gateway) => bulk(ctx, gateway, path, text, &args),
-                Err(code) => code,
-            }
-        }
+        Some(path) => match router_for(cfg, &args) {
+            Ok((router, name)) => bulk(ctx, router, &name, path, text, &args),
+            Err(code) => code,
+        },
         None => {
             let Some(phone) = args.phone.clone() else {
                 eprintln!("error: --phone (or --file) is required");
@@ -241,7 +235,8 @@ const YIELD_EVERY: usize = 1024;
 
 fn bulk(
     ctx: &Context,
-    gateway: Gateway,
+    router: Router,
+    name: &str,
     path: PathBuf,
     default_text: Option<String>,
     args: &SendArgs,
@@ -325,7 +320,8 @@ fn bulk(
         let mut signals = Signals::new();
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let outcomes = gateway.send_stream(input, args.concurrency as usize);
+        let route = router.route(name).expect("router_for checked the target");
+        let outcomes = route.send_stream(input, args.concurrency as usize);
         let mut outcomes = std::pin::pin!(outcomes);
         loop {
             tokio::select! {
@@ -354,7 +350,7 @@ fn bulk(
                 }
             }
         }
-        gateway.shutdown().await;
+        router.shutdown().await;
     });
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -399,9 +395,10 @@ fn bulk(
     }
 }
 
-/// Writes one outcome to the report and the tally; returns its line number.
-fn record(shared: &mut Shared, o: Outcome) -> u64 {
-    let Outcome {
+/// Writes one outcome to the report and the tally; returns its line number. Every line names
+/// the gateway; a line of a route also lists the attempts.
+fn record(shared: &mut Shared, o: RouteOutcome) -> u64 {
+    let RouteOutcome {
         index,
         message,
         result,
@@ -410,9 +407,17 @@ fn record(shared: &mut Shared, o: Outcome) -> u64 {
     let ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     let line = shared.lines.remove(&index).unwrap_or(0);
     let rec = match &result {
-        Ok(r) => {
+        Ok(d) => {
             shared.tally.sent += 1;
-            json!({"line": line, "phone": message.phone, "status": "sent", "message_ids": r.message_ids, "parts": r.parts, "ms": ms})
+            let r = &d.receipt;
+            let mut v = json!({"line": line, "phone": message.phone, "status": "sent", "message_ids": r.message_ids, "parts": r.parts, "ms": ms, "gateway": d.gateway});
+            if d.route.is_some() {
+                v["attempts"] = json!(d.attempts);
+            }
+            if d.may_arrive_twice {
+                v["may_arrive_twice"] = json!(true);
+            }
+            v
         }
         Err(e) => {
             if e.may_have_been_sent() {
@@ -420,10 +425,14 @@ fn record(shared: &mut Shared, o: Outcome) -> u64 {
             } else {
                 shared.tally.failed += 1;
             }
-            let mut v = output::error_json(e);
+            let mut v = output::error_json(&e.to_send_error());
             v["line"] = json!(line);
             v["phone"] = json!(message.phone);
             v["ms"] = json!(ms);
+            v["reason"] = json!(e.reason().as_str());
+            if e.attempts().len() > 1 || e.target() != v["gateway"] {
+                v["attempts"] = json!(e.attempts());
+            }
             v
         }
     };

@@ -82,13 +82,11 @@ fn gateway_honours_its_per_recipient_limit() {
     let cfg = write_config(
         &dir,
         &format!(
-            "{}[gateways.h.limits]\nper_recipient = \"1/1h\"\n",
+            "{}[gateways.h.limits]\nper_recipient = \"2/1h\"\n",
             gateway("h", &sink)
         ),
     );
     let c = cfg.to_str().unwrap();
-    // Each run is its own process: the guard holds within one process, so two messages in a
-    // row need the library; here one message passes and the JSON shapes are checked.
     let o = run(&[
         "-c", c, "send", "-g", "h", "-p", "+4915", "-m", "1", "--json",
     ]);
@@ -98,7 +96,91 @@ fn gateway_honours_its_per_recipient_limit() {
     assert_eq!(v["gateway"], "h");
     assert_eq!(v["attempts"].as_array().unwrap().len(), 1);
     assert!(v.get("route").is_none());
-    assert_eq!(sink.recorder().all().len(), 1);
+
+    // Within one run the guard holds: the third message to +4915 stops, +4916 passes.
+    let list = dir.path().join("list.csv");
+    std::fs::write(&list, "+4915,a\n+4915,b\n+4915,c\n+4916,d\n").unwrap();
+    let report = dir.path().join("report.jsonl");
+    let o = run(&[
+        "-c",
+        c,
+        "send",
+        "-g",
+        "h",
+        "--file",
+        list.to_str().unwrap(),
+        "--concurrency",
+        "1",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let limited: Vec<_> = lines.iter().filter(|l| l["status"] == "failed").collect();
+    assert_eq!(limited.len(), 1, "{lines:?}");
+    assert_eq!(limited[0]["phone"], "+4915");
+    assert_eq!(limited[0]["kind"], "not_sent");
+    assert_eq!(limited[0]["reason"], "rate_limited");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["status"] == "failed" || l["gateway"] == "h")
+    );
+    // One from the single send, two of +4915, one of +4916.
+    assert_eq!(sink.recorder().all().len(), 4);
+}
+
+#[test]
+fn bulk_through_a_route_reports_gateway_and_attempts() {
+    let rt = rt();
+    let primary = rt.block_on(HttpSink::start()).unwrap();
+    let backup = rt.block_on(HttpSink::start()).unwrap();
+    primary.faults().always(Fault::Reply {
+        code: 503,
+        text: "busy".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &format!(
+            "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\n",
+            gateway("primary", &primary),
+            gateway("backup", &backup)
+        ),
+    );
+    let list = dir.path().join("list.csv");
+    std::fs::write(&list, "+4915,a\n+4916,b\n").unwrap();
+    let report = dir.path().join("report.jsonl");
+    let o = run(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "send",
+        "--route",
+        "otp",
+        "--file",
+        list.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for l in &lines {
+        assert_eq!(l["status"], "sent");
+        assert_eq!(l["gateway"], "backup");
+        assert_eq!(l["attempts"].as_array().unwrap().len(), 2, "{l}");
+    }
+    assert_eq!(backup.recorder().all().len(), 2);
 }
 
 #[test]
