@@ -38,6 +38,7 @@ macro_rules! out {
 
 mod import;
 mod output;
+mod receipts;
 mod recipients;
 mod report;
 mod send;

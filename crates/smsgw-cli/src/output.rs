@@ -192,7 +192,12 @@ pub fn single_result(result: &Result<Receipt, SendError>, as_json: bool) -> u8 {
 /// Prints the outcome of one send through a route or a gateway with its limits, and returns
 /// the exit status. The JSON keeps `single_result`'s fields and adds `route`, `attempts`,
 /// `may_arrive_twice` (and `warning`), or on failure `reason` and `attempts`.
-pub fn delivery_result(d: &smsgw::routing::Delivery, as_json: bool) -> u8 {
+/// With `--wait-receipt`, `receipt` is the receipt (or `null`) and how long was waited.
+pub fn delivery_result(
+    d: &smsgw::routing::Delivery,
+    as_json: bool,
+    receipt: Option<(serde_json::Value, std::time::Duration)>,
+) -> u8 {
     match d {
         Ok(ok) => {
             let r = &ok.receipt;
@@ -206,6 +211,9 @@ pub fn delivery_result(d: &smsgw::routing::Delivery, as_json: bool) -> u8 {
                 if let Some(w) = &ok.warning {
                     v["warning"] = json!(w);
                 }
+                if let Some((r, _)) = &receipt {
+                    v["receipt"] = r.clone();
+                }
                 outln!("{v}");
             } else {
                 single_result(&Ok(r.clone()), false);
@@ -214,6 +222,9 @@ pub fn delivery_result(d: &smsgw::routing::Delivery, as_json: bool) -> u8 {
                 }
                 if let Some(w) = &ok.warning {
                     outln!("warning: {w}");
+                }
+                if let Some((r, within)) = &receipt {
+                    outln!("{}", crate::receipts::describe(r, *within));
                 }
             }
             0

@@ -13,12 +13,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
 use smsgw::routing::{RouteOutcome, Router, RoutingConfig};
 use smsgw::{Config, Gateway, Gateways, Message, Registry};
 
+use crate::receipts::Books;
 use crate::recipients::{Item, Recipients};
 use crate::report::{FLUSH_EVERY, Report};
 use crate::{Context, EXIT_CONFIG, EXIT_FAILED, output};
@@ -57,6 +59,11 @@ pub struct SendArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Wait at most this long for the delivery receipt (SMPP with a transceiver or receiver
+    /// bind); with --file, that long after the last send for every outstanding one. A receipt
+    /// that does not come in time is `"receipt": null`, never a failure.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub wait_receipt: Option<u64>,
 }
 
 /// The longest message text read from standard input.
@@ -86,7 +93,15 @@ pub fn run(ctx: &Context, cfg: &Config, args: SendArgs) -> u8 {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            single(ctx, router, &name, Message::new(phone, text), args.json)
+            let wait = args.wait_receipt.map(Duration::from_secs);
+            single(
+                ctx,
+                router,
+                &name,
+                Message::new(phone, text),
+                args.json,
+                wait,
+            )
         }
     }
 }
@@ -187,17 +202,37 @@ fn message_text(arg: Option<&str>) -> Result<Option<String>, u8> {
 
 /// Sends one message through the router; the exit status is the send's, whether or not
 /// standard output is open.
-fn single(ctx: &Context, router: Router, target: &str, message: Message, json: bool) -> u8 {
+fn single(
+    ctx: &Context,
+    router: Router,
+    target: &str,
+    message: Message,
+    json: bool,
+    wait: Option<Duration>,
+) -> u8 {
     let rt = match ctx.runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let result = rt.block_on(async {
+    let (result, receipt) = rt.block_on(async {
+        // The book exists before the send: a receipt may come before the answer is read.
+        let books = wait.map(|_| Books::watch(&router));
         let d = router.send(target, &message).await;
+        let receipt = match (&books, &d, wait) {
+            (Some(b), Ok(ok), Some(w)) => {
+                let sent = [(ok.gateway.clone(), ok.receipt.clone())];
+                b.wait_all(&sent, w).await.pop()
+            }
+            _ => None,
+        };
         router.shutdown().await;
-        d
+        (d, receipt)
     });
-    output::delivery_result(&result, json)
+    output::delivery_result(
+        &result,
+        json,
+        receipt.map(|r| (r, wait.unwrap_or_default())),
+    )
 }
 
 /// Counts of a bulk run.
@@ -208,6 +243,8 @@ struct Tally {
     unknown: u64,
     malformed: u64,
     not_started: u64,
+    /// With `--wait-receipt`: sent messages whose receipt did not come in time.
+    no_receipt: Option<u64>,
 }
 
 /// What the reading side and the outcome side of a bulk run share (one task, no lock).
@@ -219,6 +256,9 @@ struct Shared {
     /// Why reading stopped early, if it did.
     read_error: Option<String>,
     path: String,
+    /// With `--wait-receipt`: the report lines of sent messages, held until their receipts are
+    /// waited for (gateway and receipt beside each).
+    held: Option<Vec<(serde_json::Value, String, smsgw::Receipt)>>,
 }
 
 impl Shared {
@@ -272,6 +312,7 @@ fn bulk(
         lines: HashMap::new(),
         read_error: None,
         path: path.display().to_string(),
+        held: args.wait_receipt.map(|_| Vec::new()),
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let bar = (std::io::stderr().is_terminal() && !ctx.quiet).then(|| {
@@ -317,6 +358,8 @@ fn bulk(
     };
 
     rt.block_on(async {
+        // Before the first send: a receipt may come before the answer is read.
+        let books = args.wait_receipt.map(|_| Books::watch(&router));
         let mut signals = Signals::new();
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -349,6 +392,23 @@ fn bulk(
                     shared.borrow_mut().report.flush();
                 }
             }
+        }
+        if let (Some(books), Some(secs)) = (&books, args.wait_receipt) {
+            let held = shared.borrow_mut().held.take().unwrap_or_default();
+            let sent: Vec<(String, smsgw::Receipt)> =
+                held.iter().map(|(_, g, r)| (g.clone(), r.clone())).collect();
+            if !ctx.quiet && !sent.is_empty() {
+                eprintln!("waiting up to {secs} s for {} delivery receipt(s)", sent.len());
+            }
+            let receipts = books.wait_all(&sent, Duration::from_secs(secs)).await;
+            let mut sh = shared.borrow_mut();
+            let mut missing = 0u64;
+            for ((mut line, _, _), r) in held.into_iter().zip(receipts) {
+                missing += u64::from(r.is_null());
+                line["receipt"] = r;
+                sh.report.line(&line);
+            }
+            sh.tally.no_receipt = Some(missing);
         }
         router.shutdown().await;
     });
@@ -417,6 +477,10 @@ fn record(shared: &mut Shared, o: RouteOutcome) -> u64 {
             if d.may_arrive_twice {
                 v["may_arrive_twice"] = json!(true);
             }
+            if let Some(held) = &mut shared.held {
+                held.push((v, d.gateway.clone(), d.receipt.clone()));
+                return line;
+            }
             v
         }
         Err(e) => {
@@ -444,15 +508,16 @@ fn summary(t: &Tally, secs: f64, as_json: bool) {
     let usage = ResourceUsage::of_this_process();
     let attempted = t.sent + t.failed + t.unknown;
     if as_json {
-        outln!(
-            "{}",
-            json!({
+        let mut v = json!({
                 "sent": t.sent, "failed": t.failed, "may_have_been_sent": t.unknown,
                 "not_started": t.not_started, "skipped_lines": t.malformed,
                 "seconds": secs, "messages_per_second": if secs > 0.0 { attempted as f64 / secs } else { 0.0 },
                 "cpu_seconds": usage.cpu_seconds, "peak_rss_kib": usage.peak_rss_kib,
-            })
-        );
+        });
+        if let Some(n) = t.no_receipt {
+            v["without_receipt"] = json!(n);
+        }
+        outln!("{v}");
     } else {
         outln!(
             "sent {}, failed {}, may have been sent {}, not started {}, malformed lines skipped {}",
@@ -462,6 +527,9 @@ fn summary(t: &Tally, secs: f64, as_json: bool) {
             t.not_started,
             t.malformed
         );
+        if let Some(n) = t.no_receipt.filter(|n| *n > 0) {
+            outln!("{n} sent message(s) without a delivery receipt in time");
+        }
     }
 }
 
