@@ -239,3 +239,51 @@ fn gateways_json_lists_routes_and_limits() {
     assert_eq!(routing["gateways"][0]["limits"]["per_recipient"], "5/1h");
     assert_eq!(routing["gateways"][0]["breaker"], "closed");
 }
+
+#[test]
+fn unknown_outcome_with_failover_warns_that_it_may_arrive_twice() {
+    let rt = rt();
+    let primary = rt.block_on(HttpSink::start()).unwrap();
+    let backup = rt.block_on(HttpSink::start()).unwrap();
+    primary.faults().always(Fault::NeverAnswer);
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\non_unknown = \"ON\"\n",
+        gateway("primary", &primary).replace("text = ", "TIMEOUT = \"0.5\", text = "),
+        gateway("backup", &backup)
+    );
+    let cfg = write_config(&dir, &body.replace("ON", "failover"));
+    let c = cfg.to_str().unwrap();
+    let o = run(&["-c", c, "send", "--route", "otp", "-p", "+4915", "-m", "1"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("sent via backup"), "{out}");
+    assert!(out.contains("warning:"), "the plain output warns: {out}");
+
+    // With "stop", nothing reaches the backup and the exit status says failed.
+    let cfg = write_config(&dir, &body.replace("ON", "stop"));
+    let o = run(&[
+        "-c",
+        cfg.to_str().unwrap(),
+        "send",
+        "--route",
+        "otp",
+        "-p",
+        "+4916",
+        "-m",
+        "2",
+        "--json",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["kind"], "unknown");
+    assert_eq!(v["may_have_been_sent"], true);
+    assert_eq!(v["reason"], "outcome_unknown");
+    assert_eq!(v["attempts"][0]["gateway"], "primary");
+    assert_eq!(
+        backup.recorder().all().len(),
+        1,
+        "only the failover run reached the backup"
+    );
+}
