@@ -275,10 +275,14 @@ fn check(cfg: &Config) -> u8 {
     use smsgw::routing::{Router, RoutingConfig, check_references};
     // The core runs the routing section hooks inside `Gateways::build`; the references to
     // gateways need the whole file, so each problem is reported exactly once.
-    let built = Gateways::build(cfg, Registry::global()).and_then(|gws| {
-        let routes = Router::build(&RoutingConfig::from_config(cfg), &gws)?;
-        Ok((gws, routes))
-    });
+    let built = match Gateways::build(cfg, Registry::global()) {
+        Ok(gws) => Router::build(&RoutingConfig::from_config(cfg), &gws).map(|r| (gws, r)),
+        // Routes naming unknown gateways are found without built gateways too.
+        Err(mut e) => {
+            e.extend(check_references(cfg));
+            Err(e)
+        }
+    };
     match built {
         Ok((gws, router)) => {
             let n = gws.iter().count();
@@ -294,10 +298,7 @@ fn check(cfg: &Config) -> u8 {
             );
             0
         }
-        Err(mut e) => {
-            if Gateways::build(cfg, Registry::global()).is_err() {
-                e.extend(check_references(cfg));
-            }
+        Err(e) => {
             report_config_errors(&e);
             EXIT_CONFIG
         }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 use smsgw::routing::{RouteOutcome, Router, RoutingConfig};
-use smsgw::{Config, Gateway, Gateways, Message, Registry};
+use smsgw::{Config, Gateways, Message, Registry};
 
 use crate::receipts::Books;
 use crate::recipients::{Item, Recipients};
@@ -130,7 +130,7 @@ fn router_for(cfg: &Config, args: &SendArgs) -> Result<(Router, String), u8> {
             )
         }
         (None, Some(id)) => {
-            target(cfg, id)?;
+            known_gateway(cfg, id)?;
             let mut alone = cfg.clone();
             alone.gateways.retain(|k, _| k == id);
             alone.sections.shift_remove("routes");
@@ -155,24 +155,21 @@ fn router_for(cfg: &Config, args: &SendArgs) -> Result<(Router, String), u8> {
     }
 }
 
-/// The gateway named by `--gateway`, built from the configuration.
-fn target(cfg: &Config, id: &str) -> Result<Gateway, u8> {
-    let Some(def) = cfg.gateways.get(id) else {
-        let known: Vec<&str> = cfg.gateways.keys().map(String::as_str).collect();
-        eprintln!(
-            "error: no gateway '{id}' in the configuration (defined: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
-        );
-        return Err(EXIT_CONFIG);
-    };
-    Gateway::build(def, &cfg.sections, Registry::global()).map_err(|e| {
-        crate::report_config_errors(&e);
-        EXIT_CONFIG
-    })
+/// Says so when `--gateway` names no gateway of the configuration.
+fn known_gateway(cfg: &Config, id: &str) -> Result<(), u8> {
+    if cfg.gateways.contains_key(id) {
+        return Ok(());
+    }
+    let known: Vec<&str> = cfg.gateways.keys().map(String::as_str).collect();
+    eprintln!(
+        "error: no gateway '{id}' in the configuration (defined: {})",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    );
+    Err(EXIT_CONFIG)
 }
 
 /// `--message`: as given, or read from standard input for `-` (one final line end removed).
