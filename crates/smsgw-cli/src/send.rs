@@ -1,9 +1,10 @@
 //! `smsgw send`: one message, or one to every line of a recipients file, streamed with bounded
 //! concurrency (memory depends on `--concurrency`, not on the file).
 //!
-//! [`run`] resolves where to send ([`target`]) and what ([`message_text`]), then hands over to
-//! [`single`] or [`bulk`]; a new way to choose the target or to wait for a result is a change in
-//! one of those steps.
+//! [`run`] resolves where to send ([`router_for`]: a route, or one gateway with its limits, both
+//! through the router) and what ([`message_text`]), then hands over to [`single`] or [`bulk`];
+//! `--wait-receipt` is answered by [`Books`]. A new way to choose the target or to wait for a
+//! result is a change in one of those steps.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
