@@ -38,6 +38,7 @@ macro_rules! out {
 
 mod import;
 mod output;
+mod receipts;
 mod recipients;
 mod report;
 mod send;
@@ -271,10 +272,30 @@ fn report_config_errors(e: &ConfigErrors) {
 }
 
 fn check(cfg: &Config) -> u8 {
-    match Gateways::build(cfg, Registry::global()) {
-        Ok(gws) => {
+    use smsgw::routing::{Router, RoutingConfig, check_references};
+    // The core runs the routing section hooks inside `Gateways::build`; the references to
+    // gateways need the whole file, so each problem is reported exactly once.
+    let built = match Gateways::build(cfg, Registry::global()) {
+        Ok(gws) => Router::build(&RoutingConfig::from_config(cfg), &gws).map(|r| (gws, r)),
+        // Routes naming unknown gateways are found without built gateways too.
+        Err(mut e) => {
+            e.extend(check_references(cfg));
+            Err(e)
+        }
+    };
+    match built {
+        Ok((gws, router)) => {
             let n = gws.iter().count();
-            outln!("ok: {n} gateway{} valid", if n == 1 { "" } else { "s" });
+            let r = router.listing().routes.len();
+            let routes = match r {
+                0 => String::new(),
+                1 => ", 1 route".to_owned(),
+                r => format!(", {r} routes"),
+            };
+            outln!(
+                "ok: {n} gateway{}{routes} valid",
+                if n == 1 { "" } else { "s" }
+            );
             0
         }
         Err(e) => {

@@ -132,7 +132,21 @@ pub fn gateways(cfg: &Config, as_json: bool) -> u8 {
     if as_json {
         let censored: toml::Value =
             toml::from_str(&cfg.to_toml_censored()).expect("own output parses");
-        outln!("{}", serde_json::to_string_pretty(&censored).expect("json"));
+        let mut shown = serde_json::to_value(&censored).expect("json");
+        // Routes and every gateway's limits with their defaults, when the configuration builds
+        // (`check` explains why it does not).
+        if let Ok(gws) = smsgw::Gateways::build(cfg, smsgw::Registry::global()) {
+            let routing = smsgw::routing::RoutingConfig::from_config(cfg);
+            if let Ok(router) = smsgw::routing::Router::build(&routing, &gws)
+                && let Some(obj) = shown.as_object_mut()
+            {
+                obj.insert(
+                    "routing".into(),
+                    serde_json::to_value(router.listing()).expect("json"),
+                );
+            }
+        }
+        outln!("{}", serde_json::to_string_pretty(&shown).expect("json"));
     } else {
         out!("{}", cfg.to_toml_censored());
     }
@@ -168,6 +182,59 @@ pub fn single_result(result: &Result<Receipt, SendError>, as_json: bool) -> u8 {
         Err(e) => {
             if as_json {
                 outln!("{}", error_json(e));
+            }
+            eprintln!("error: {e}");
+            super::EXIT_FAILED
+        }
+    }
+}
+
+/// Prints the outcome of one send through a route or a gateway with its limits, and returns
+/// the exit status. The JSON keeps `single_result`'s fields and adds `route`, `attempts`,
+/// `may_arrive_twice` (and `warning`), or on failure `reason` and `attempts`.
+/// With `--wait-receipt`, `receipt` is the receipt (or `null`) and how long was waited.
+pub fn delivery_result(
+    d: &smsgw::routing::Delivery,
+    as_json: bool,
+    receipt: Option<(serde_json::Value, std::time::Duration)>,
+) -> u8 {
+    match d {
+        Ok(ok) => {
+            let r = &ok.receipt;
+            if as_json {
+                let mut v = json!({"status": "sent", "gateway": ok.gateway, "provider": r.provider,
+                    "message_ids": r.message_ids, "parts": r.parts, "attempts": ok.attempts,
+                    "may_arrive_twice": ok.may_arrive_twice});
+                if let Some(route) = &ok.route {
+                    v["route"] = json!(route);
+                }
+                if let Some(w) = &ok.warning {
+                    v["warning"] = json!(w);
+                }
+                if let Some((r, _)) = &receipt {
+                    v["receipt"] = r.clone();
+                }
+                outln!("{v}");
+            } else {
+                single_result(&Ok(r.clone()), false);
+                if ok.attempts.len() > 1 {
+                    outln!("after {} attempts", ok.attempts.len());
+                }
+                if let Some(w) = &ok.warning {
+                    outln!("warning: {w}");
+                }
+                if let Some((r, within)) = &receipt {
+                    outln!("{}", crate::receipts::describe(r, *within));
+                }
+            }
+            0
+        }
+        Err(e) => {
+            if as_json {
+                let mut v = error_json(&e.to_send_error());
+                v["reason"] = json!(e.reason().as_str());
+                v["attempts"] = json!(e.attempts());
+                outln!("{v}");
             }
             eprintln!("error: {e}");
             super::EXIT_FAILED

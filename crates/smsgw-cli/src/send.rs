@@ -1,9 +1,10 @@
 //! `smsgw send`: one message, or one to every line of a recipients file, streamed with bounded
 //! concurrency (memory depends on `--concurrency`, not on the file).
 //!
-//! [`run`] resolves where to send ([`target`]) and what ([`message_text`]), then hands over to
-//! [`single`] or [`bulk`]; a new way to choose the target or to wait for a result is a change in
-//! one of those steps.
+//! [`run`] resolves where to send ([`router_for`]: a route, or one gateway with its limits, both
+//! through the router) and what ([`message_text`]), then hands over to [`single`] or [`bulk`];
+//! `--wait-receipt` is answered by [`Books`]. A new way to choose the target or to wait for a
+//! result is a change in one of those steps.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,11 +14,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use smsgw::{Config, Gateway, Message, Outcome, Registry};
+use smsgw::routing::{RouteOutcome, Router, RoutingConfig};
+use smsgw::{Config, Gateways, Message, Registry};
 
+use crate::receipts::Books;
 use crate::recipients::{Item, Recipients};
 use crate::report::{FLUSH_EVERY, Report};
 use crate::{Context, EXIT_CONFIG, EXIT_FAILED, output};
@@ -25,9 +29,17 @@ use crate::{Context, EXIT_CONFIG, EXIT_FAILED, output};
 /// Arguments of `smsgw send`.
 #[derive(clap::Args)]
 pub struct SendArgs {
-    /// The gateway identifier.
-    #[arg(long, short = 'g')]
-    pub gateway: String,
+    /// The gateway identifier (sent to alone, honouring its `limits`).
+    #[arg(
+        long,
+        short = 'g',
+        required_unless_present = "route",
+        conflicts_with = "route"
+    )]
+    pub gateway: Option<String>,
+    /// A route (`[routes.NAME]`): failover between its gateways, retries, deadline.
+    #[arg(long, value_name = "NAME")]
+    pub route: Option<String>,
     /// The recipient's phone number.
     #[arg(long, short = 'p', conflicts_with = "file")]
     pub phone: Option<String>,
@@ -48,6 +60,11 @@ pub struct SendArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Wait at most this long for the delivery receipt (SMPP with a transceiver or receiver
+    /// bind); with --file, that long after the last send for every outstanding one. A receipt
+    /// that does not come in time is `"receipt": null`, never a failure.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub wait_receipt: Option<u64>,
 }
 
 /// The longest message text read from standard input.
@@ -55,16 +72,15 @@ const MAX_STDIN: u64 = 1024 * 1024;
 
 /// Runs `smsgw send` and returns the exit status.
 pub fn run(ctx: &Context, cfg: &Config, args: SendArgs) -> u8 {
-    let gateway = match target(cfg, &args.gateway) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
     let text = match message_text(args.message.as_deref()) {
         Ok(t) => t,
         Err(code) => return code,
     };
     match args.file.clone() {
-        Some(path) => bulk(ctx, gateway, path, text, &args),
+        Some(path) => match router_for(cfg, &args) {
+            Ok((router, name)) => bulk(ctx, router, &name, path, text, &args),
+            Err(code) => code,
+        },
         None => {
             let Some(phone) = args.phone.clone() else {
                 eprintln!("error: --phone (or --file) is required");
@@ -74,29 +90,87 @@ pub fn run(ctx: &Context, cfg: &Config, args: SendArgs) -> u8 {
                 eprintln!("error: --message is required (use --message - to read standard input)");
                 return EXIT_CONFIG;
             };
-            single(ctx, gateway, Message::new(phone, text), args.json)
+            let (router, name) = match router_for(cfg, &args) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            let wait = args.wait_receipt.map(Duration::from_secs);
+            single(
+                ctx,
+                router,
+                &name,
+                Message::new(phone, text),
+                args.json,
+                wait,
+            )
         }
     }
 }
 
-/// The gateway named by `--gateway`, built from the configuration.
-fn target(cfg: &Config, id: &str) -> Result<Gateway, u8> {
-    let Some(def) = cfg.gateways.get(id) else {
-        let known: Vec<&str> = cfg.gateways.keys().map(String::as_str).collect();
-        eprintln!(
-            "error: no gateway '{id}' in the configuration (defined: {})",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
+/// The router and target name for `--route` or `--gateway`. A lone gateway is built alone (a
+/// broken neighbour does not stop it) with its `limits`; a route needs every gateway.
+fn router_for(cfg: &Config, args: &SendArgs) -> Result<(Router, String), u8> {
+    let (built, name) = match (&args.route, &args.gateway) {
+        (Some(route), _) => {
+            let routing = RoutingConfig::from_config(cfg);
+            if !routing.routes.contains_key(route) {
+                let known: Vec<&str> = routing.routes.keys().map(String::as_str).collect();
+                eprintln!(
+                    "error: no route '{route}' in the configuration (defined: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                return Err(EXIT_CONFIG);
             }
-        );
-        return Err(EXIT_CONFIG);
+            (
+                Gateways::build(cfg, Registry::global()).map(|g| (g, routing)),
+                route,
+            )
+        }
+        (None, Some(id)) => {
+            known_gateway(cfg, id)?;
+            let mut alone = cfg.clone();
+            alone.gateways.retain(|k, _| k == id);
+            alone.sections.shift_remove("routes");
+            let routing = RoutingConfig::from_config(&alone);
+            (
+                Gateways::build(&alone, Registry::global()).map(|g| (g, routing)),
+                id,
+            )
+        }
+        (None, None) => {
+            eprintln!("error: --gateway or --route is required");
+            return Err(EXIT_CONFIG);
+        }
     };
-    Gateway::build(def, &cfg.sections, Registry::global()).map_err(|e| {
-        crate::report_config_errors(&e);
-        EXIT_CONFIG
-    })
+    let router = built.and_then(|(gws, routing)| Router::build(&routing, &gws));
+    match router {
+        Ok(r) => Ok((r, name.clone())),
+        Err(e) => {
+            crate::report_config_errors(&e);
+            Err(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Says so when `--gateway` names no gateway of the configuration.
+fn known_gateway(cfg: &Config, id: &str) -> Result<(), u8> {
+    if cfg.gateways.contains_key(id) {
+        return Ok(());
+    }
+    let known: Vec<&str> = cfg.gateways.keys().map(String::as_str).collect();
+    eprintln!(
+        "error: no gateway '{id}' in the configuration (defined: {})",
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    );
+    Err(EXIT_CONFIG)
 }
 
 /// `--message`: as given, or read from standard input for `-` (one final line end removed).
@@ -124,18 +198,39 @@ fn message_text(arg: Option<&str>) -> Result<Option<String>, u8> {
     }
 }
 
-/// Sends one message; the exit status is the send's, whether or not standard output is open.
-fn single(ctx: &Context, gateway: Gateway, message: Message, json: bool) -> u8 {
+/// Sends one message through the router; the exit status is the send's, whether or not
+/// standard output is open.
+fn single(
+    ctx: &Context,
+    router: Router,
+    target: &str,
+    message: Message,
+    json: bool,
+    wait: Option<Duration>,
+) -> u8 {
     let rt = match ctx.runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let result = rt.block_on(async {
-        let r = gateway.send(&message).await;
-        gateway.shutdown().await;
-        r
+    let (result, receipt) = rt.block_on(async {
+        // The book exists before the send: a receipt may come before the answer is read.
+        let books = wait.map(|_| Books::watch(&router));
+        let d = router.send(target, &message).await;
+        let receipt = match (&books, &d, wait) {
+            (Some(b), Ok(ok), Some(w)) => {
+                let sent = [(ok.gateway.clone(), ok.receipt.clone())];
+                b.wait_all(&sent, w).await.pop()
+            }
+            _ => None,
+        };
+        router.shutdown().await;
+        (d, receipt)
     });
-    output::single_result(&result, json)
+    output::delivery_result(
+        &result,
+        json,
+        receipt.map(|r| (r, wait.unwrap_or_default())),
+    )
 }
 
 /// Counts of a bulk run.
@@ -146,6 +241,8 @@ struct Tally {
     unknown: u64,
     malformed: u64,
     not_started: u64,
+    /// With `--wait-receipt`: sent messages whose receipt did not come in time.
+    no_receipt: Option<u64>,
 }
 
 /// What the reading side and the outcome side of a bulk run share (one task, no lock).
@@ -157,6 +254,9 @@ struct Shared {
     /// Why reading stopped early, if it did.
     read_error: Option<String>,
     path: String,
+    /// With `--wait-receipt`: the report lines of sent messages, held until their receipts are
+    /// waited for (gateway and receipt beside each).
+    held: Option<Vec<(serde_json::Value, String, smsgw::Receipt)>>,
 }
 
 impl Shared {
@@ -173,7 +273,8 @@ const YIELD_EVERY: usize = 1024;
 
 fn bulk(
     ctx: &Context,
-    gateway: Gateway,
+    router: Router,
+    name: &str,
     path: PathBuf,
     default_text: Option<String>,
     args: &SendArgs,
@@ -209,6 +310,7 @@ fn bulk(
         lines: HashMap::new(),
         read_error: None,
         path: path.display().to_string(),
+        held: args.wait_receipt.map(|_| Vec::new()),
     }));
     let stop = Arc::new(AtomicBool::new(false));
     let bar = (std::io::stderr().is_terminal() && !ctx.quiet).then(|| {
@@ -254,10 +356,13 @@ fn bulk(
     };
 
     rt.block_on(async {
+        // Before the first send: a receipt may come before the answer is read.
+        let books = args.wait_receipt.map(|_| Books::watch(&router));
         let mut signals = Signals::new();
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let outcomes = gateway.send_stream(input, args.concurrency as usize);
+        let route = router.route(name).expect("router_for checked the target");
+        let outcomes = route.send_stream(input, args.concurrency as usize);
         let mut outcomes = std::pin::pin!(outcomes);
         loop {
             tokio::select! {
@@ -286,7 +391,24 @@ fn bulk(
                 }
             }
         }
-        gateway.shutdown().await;
+        if let (Some(books), Some(secs)) = (&books, args.wait_receipt) {
+            let held = shared.borrow_mut().held.take().unwrap_or_default();
+            let sent: Vec<(String, smsgw::Receipt)> =
+                held.iter().map(|(_, g, r)| (g.clone(), r.clone())).collect();
+            if !ctx.quiet && !sent.is_empty() {
+                eprintln!("waiting up to {secs} s for {} delivery receipt(s)", sent.len());
+            }
+            let receipts = books.wait_all(&sent, Duration::from_secs(secs)).await;
+            let mut sh = shared.borrow_mut();
+            let mut missing = 0u64;
+            for ((mut line, _, _), r) in held.into_iter().zip(receipts) {
+                missing += u64::from(r.is_null());
+                line["receipt"] = r;
+                sh.report.line(&line);
+            }
+            sh.tally.no_receipt = Some(missing);
+        }
+        router.shutdown().await;
     });
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -331,9 +453,10 @@ fn bulk(
     }
 }
 
-/// Writes one outcome to the report and the tally; returns its line number.
-fn record(shared: &mut Shared, o: Outcome) -> u64 {
-    let Outcome {
+/// Writes one outcome to the report and the tally; returns its line number. Every line names
+/// the gateway; a line of a route also lists the attempts.
+fn record(shared: &mut Shared, o: RouteOutcome) -> u64 {
+    let RouteOutcome {
         index,
         message,
         result,
@@ -342,9 +465,21 @@ fn record(shared: &mut Shared, o: Outcome) -> u64 {
     let ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     let line = shared.lines.remove(&index).unwrap_or(0);
     let rec = match &result {
-        Ok(r) => {
+        Ok(d) => {
             shared.tally.sent += 1;
-            json!({"line": line, "phone": message.phone, "status": "sent", "message_ids": r.message_ids, "parts": r.parts, "ms": ms})
+            let r = &d.receipt;
+            let mut v = json!({"line": line, "phone": message.phone, "status": "sent", "message_ids": r.message_ids, "parts": r.parts, "ms": ms, "gateway": d.gateway});
+            if d.route.is_some() {
+                v["attempts"] = json!(d.attempts);
+            }
+            if d.may_arrive_twice {
+                v["may_arrive_twice"] = json!(true);
+            }
+            if let Some(held) = &mut shared.held {
+                held.push((v, d.gateway.clone(), d.receipt.clone()));
+                return line;
+            }
+            v
         }
         Err(e) => {
             if e.may_have_been_sent() {
@@ -352,10 +487,14 @@ fn record(shared: &mut Shared, o: Outcome) -> u64 {
             } else {
                 shared.tally.failed += 1;
             }
-            let mut v = output::error_json(e);
+            let mut v = output::error_json(&e.to_send_error());
             v["line"] = json!(line);
             v["phone"] = json!(message.phone);
             v["ms"] = json!(ms);
+            v["reason"] = json!(e.reason().as_str());
+            if e.attempts().len() > 1 || e.target() != v["gateway"] {
+                v["attempts"] = json!(e.attempts());
+            }
             v
         }
     };
@@ -367,15 +506,16 @@ fn summary(t: &Tally, secs: f64, as_json: bool) {
     let usage = ResourceUsage::of_this_process();
     let attempted = t.sent + t.failed + t.unknown;
     if as_json {
-        outln!(
-            "{}",
-            json!({
+        let mut v = json!({
                 "sent": t.sent, "failed": t.failed, "may_have_been_sent": t.unknown,
                 "not_started": t.not_started, "skipped_lines": t.malformed,
                 "seconds": secs, "messages_per_second": if secs > 0.0 { attempted as f64 / secs } else { 0.0 },
                 "cpu_seconds": usage.cpu_seconds, "peak_rss_kib": usage.peak_rss_kib,
-            })
-        );
+        });
+        if let Some(n) = t.no_receipt {
+            v["without_receipt"] = json!(n);
+        }
+        outln!("{v}");
     } else {
         outln!(
             "sent {}, failed {}, may have been sent {}, not started {}, malformed lines skipped {}",
@@ -385,6 +525,9 @@ fn summary(t: &Tally, secs: f64, as_json: bool) {
             t.not_started,
             t.malformed
         );
+        if let Some(n) = t.no_receipt.filter(|n| *n > 0) {
+            outln!("{n} sent message(s) without a delivery receipt in time");
+        }
     }
 }
 

@@ -168,7 +168,7 @@ impl RoutingConfig {
 
     /// Everything that parsed (routes and limits with problems keep what was usable, so that
     /// their gateway names can still be checked), and every problem.
-    fn parse(doc: &Value) -> (RoutingConfig, ConfigErrors) {
+    pub(crate) fn parse(doc: &Value) -> (RoutingConfig, ConfigErrors) {
         let mut errs = ConfigErrors::new();
         let mut cfg = RoutingConfig::default();
         match doc.get("routes") {
@@ -189,9 +189,10 @@ impl RoutingConfig {
                 match g.get("limits") {
                     None => {}
                     Some(Value::Table(t)) => {
-                        if let Some(l) = parse_limits(id, t, &mut errs) {
-                            cfg.limits.insert(id.clone(), l);
-                        }
+                        let l = parse_limits(t, &mut errs, |key, msg| {
+                            ConfigProblem::gateway(id, Some(&format!("limits.{key}")), msg)
+                        });
+                        cfg.limits.insert(id.clone(), l);
                     }
                     Some(_) => errs.push(ConfigProblem::gateway(
                         id,
@@ -483,14 +484,13 @@ fn seconds(
     }
 }
 
-fn parse_limits(id: &str, t: &toml::Table, errs: &mut ConfigErrors) -> Option<Limits> {
-    let mut p = |key: &str, msg: String| {
-        errs.push(ConfigProblem::gateway(
-            id,
-            Some(&format!("limits.{key}")),
-            msg,
-        ))
-    };
+/// Parses a `limits` table; `place` makes a problem about one of its keys.
+pub(crate) fn parse_limits(
+    t: &toml::Table,
+    errs: &mut ConfigErrors,
+    place: impl Fn(&str, String) -> ConfigProblem,
+) -> Limits {
+    let mut p = |key: &str, msg: String| errs.push(place(key, msg));
     unknown_keys(t, LIMIT_KEYS, &mut p, "limits");
     let mut l = Limits::default();
     match t.get("rate") {
@@ -549,7 +549,7 @@ fn parse_limits(id: &str, t: &toml::Table, errs: &mut ConfigErrors) -> Option<Li
     if let Some(d) = seconds(t.get("breaker_cooldown"), "breaker_cooldown", false, &mut p) {
         l.breaker_cooldown = d;
     }
-    Some(l)
+    l
 }
 
 #[cfg(test)]

@@ -7,16 +7,16 @@
 //!
 //! The configuration lives in `smsgw.toml` beside `[gateways.*]`: `[routes.NAME]` tables and
 //! `[gateways.ID.limits]` tables ([`RoutingConfig`]); the semantics are in `docs/routing.md`.
-//! Until the core's `Config` accepts these sections, [`load_toml_str`] parses a whole file into
-//! both (and [`strip_section`] removes the routing part from a document); [`check_section`] is the
-//! validation hook for `smsgw check`.
+//! Both are sections registered with the core: `Config::load` keeps them, `Gateways::build`
+//! has their syntax checked here, [`check_references`] finds routes naming unknown gateways, and
+//! [`RoutingConfig::from_config`] reads them for [`Router::build`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use smsgw_core::{Gateways, Message, Registry};
-//! let text = std::fs::read_to_string("smsgw.toml")?;
-//! let (config, routing) = smsgw_routing::load_toml_str(&text)?;
+//! let config = smsgw_core::Config::load("smsgw.toml".as_ref())?;
 //! let gateways = Gateways::build(&config, Registry::global())?;
+//! let routing = smsgw_routing::RoutingConfig::from_config(&config);
 //! let router = smsgw_routing::Router::build(&routing, &gateways)?;
 //! match router.send("otp", &Message::new("+491511234567", "123456")).await {
 //!     Ok(d) => println!("sent by {} after {} attempt(s)", d.gateway, d.attempts.len()),
@@ -53,7 +53,7 @@ pub use config::{
 };
 pub use limits::{MAX_PER_RECIPIENT, MAX_WINDOW, PerRecipient, RECIPIENT_BUDGET};
 pub use listing::{GatewayLimits, Listing};
-pub use load::{load_toml_str, strip_section};
+pub use load::{check_references, load_toml_str};
 pub use outcome::{
     Attempt, AttemptKind, Delivered, Delivery, Reason, RouteError, delivery_json, format_time,
 };

@@ -50,6 +50,11 @@ pub use smsgw_smtp as smtp;
 #[doc(inline)]
 pub use smsgw_smpp as smpp;
 
+/// Routes: failover between gateways, retries, limits and a circuit breaker (always on: routing
+/// is not a provider; linking it registers the `routes` and `limits` configuration sections).
+#[doc(inline)]
+pub use smsgw_routing as routing;
+
 /// The names of the providers this build was compiled with, by feature.
 pub const ENABLED_FEATURES: &[&str] = &[
     #[cfg(feature = "http")]
