@@ -1,16 +1,12 @@
 //! What the command prints: provider and gateway listings, receipts and failures.
 
 use serde_json::json;
-use smsgw::{Config, ProviderDescriptor, Receipt, Registry, SendError};
+use smsgw::{Config, Receipt, Registry, SendError};
 
 /// `smsgw providers`.
 pub fn providers(registry: &Registry, as_json: bool) -> u8 {
     if as_json {
-        let list: Vec<_> = registry
-            .providers()
-            .iter()
-            .map(|d| provider_json(d))
-            .collect();
+        let list: Vec<_> = registry.providers().iter().map(|d| d.to_json()).collect();
         outln!("{}", serde_json::to_string_pretty(&list).expect("json"));
         return 0;
     }
@@ -99,32 +95,6 @@ pub fn providers_markdown(registry: &Registry) -> u8 {
     }
     out!("{out}");
     0
-}
-
-pub fn provider_json(d: &ProviderDescriptor) -> serde_json::Value {
-    json!({
-        "name": d.name,
-        "aliases": d.aliases,
-        "description": d.description,
-        "free_options": d.free_options,
-        "headers": d.capabilities.headers,
-        "capabilities": {
-            "long_messages": d.capabilities.long_messages,
-            "delivery_reports": d.capabilities.delivery_reports,
-            "headers": d.capabilities.headers,
-            "verbatim_phone": d.capabilities.verbatim_phone,
-        },
-        "parameters": d.all_params().iter().map(|p| json!({
-            "name": p.name,
-            "aliases": p.aliases,
-            "required": p.required,
-            "description": p.description,
-            "kind": p.kind.describe(),
-            "allowed": p.allowed,
-            "default": p.default,
-            "secret": p.secret,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// `smsgw gateways`: the configuration, secrets censored.
