@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smsgw_queue::{Queue, Scope, SqliteQueue, TokenRecord, now_ms};
 
-use crate::server::{ServeError, ServerOptions, start};
+use crate::server::{ServeError, ServerOptions, start, start_with_queue};
 
 /// `smsgw serve`
 #[derive(Debug, Clone, clap::Args)]
@@ -56,7 +57,24 @@ impl ServeArgs {
 
 /// Runs `smsgw serve` until SIGTERM or Ctrl-C; SIGHUP reloads the configuration file.
 pub async fn serve(args: &ServeArgs, config: Option<&Path>) -> Result<(), ServeError> {
-    let running = start(args.options(config)).await?;
+    run_until_stopped(start(args.options(config)).await?).await
+}
+
+/// Runs `smsgw serve --queue …` on a shared `queue` (e.g. NATS JetStream) until SIGTERM or
+/// Ctrl-C; with `run_worker` false this node only accepts and answers, and `smsgw worker`
+/// processes send.
+pub async fn serve_with_queue(
+    args: &ServeArgs,
+    config: Option<&Path>,
+    queue: Arc<dyn Queue>,
+    run_worker: bool,
+) -> Result<(), ServeError> {
+    let mut options = args.options(config);
+    options.run_worker = run_worker;
+    run_until_stopped(start_with_queue(options, queue).await?).await
+}
+
+async fn run_until_stopped(running: crate::Running) -> Result<(), ServeError> {
     eprintln!("smsgw serve: listening on http://{}", running.addr());
     wait_for_stop(&running).await;
     tracing::info!("stopping: no new requests; finishing the sends in flight");

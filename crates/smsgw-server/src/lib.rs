@@ -28,7 +28,7 @@ pub mod worker;
 
 pub use auth::{generate_token, hash_token};
 pub use callbacks::sign;
-pub use cli::{ServeArgs, TokenArgs, TokenCommand, serve, token};
+pub use cli::{ServeArgs, TokenArgs, TokenCommand, serve, serve_with_queue, token};
 pub use problem::{FieldProblem, Problem};
 pub use server::{Running, ServeError, ServerOptions, start, start_with_queue};
 pub use worker::{CatalogDispatcher, Dispatched, Dispatcher, WorkerOptions};
