@@ -123,7 +123,7 @@ enum Command {
     /// Run the gateway as a service: HTTP API, durable queue, admin page (docs/service.md).
     Serve(serve::ServeCmd),
     /// Create, list or revoke the service's API tokens.
-    Token(smsgw_server::TokenArgs),
+    Token(serve::TokenCmd),
     /// Send what a NATS JetStream queue holds (docs/scaling.md).
     Worker(smsgw_nats::cli::WorkerArgs),
     /// Inspect the NATS JetStream queue.

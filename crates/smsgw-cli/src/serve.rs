@@ -2,11 +2,11 @@
 //! work live in `smsgw-server` and `smsgw-nats`; this file only picks the runtime, the
 //! configuration file and the exit status.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use smsgw::{Gateways, Registry};
 use smsgw_nats::cli::{NatsArgs, NatsTuning, WorkerArgs};
-use smsgw_server::{ServeArgs, TokenArgs};
+use smsgw_server::{ServeArgs, ServerOptions, TokenArgs};
 
 use crate::{Context, EXIT_CONFIG, EXIT_FAILED};
 
@@ -25,6 +25,24 @@ pub(crate) struct ServeCmd {
     worker: bool,
 }
 
+/// `smsgw token …`
+#[derive(clap::Args)]
+pub(crate) struct TokenCmd {
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Keep the tokens on NATS JetStream (nats://HOST:4222), where `serve --queue` reads them,
+    /// instead of in the SQLite file.
+    #[arg(
+        long,
+        global = true,
+        env = "SMSGW_QUEUE",
+        value_name = "nats://HOST:PORT"
+    )]
+    queue: Option<String>,
+    #[command(flatten)]
+    nats: NatsTuning,
+}
+
 /// `smsgw queue …`
 #[derive(clap::Subcommand)]
 pub(crate) enum QueueCmd {
@@ -38,9 +56,7 @@ pub(crate) fn serve(ctx: &Context, cmd: ServeCmd) -> u8 {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    // Without a named file and without ./smsgw.toml, every gateway comes from the API.
-    let (path, named) = ctx.config_path();
-    let config = (named || path.exists()).then_some(path);
+    let config = config_file(ctx);
     let r = rt.block_on(async {
         match &cmd.queue {
             None => smsgw_server::serve(&cmd.serve, config.as_deref()).await,
@@ -70,13 +86,25 @@ pub(crate) fn serve(ctx: &Context, cmd: ServeCmd) -> u8 {
 }
 
 /// `smsgw token create | list | revoke`: what they print goes to standard output.
-pub(crate) fn token(ctx: &Context, args: TokenArgs) -> u8 {
+pub(crate) fn token(ctx: &Context, cmd: TokenCmd) -> u8 {
     let rt = match ctx.runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let mut out = Vec::new();
-    let r = rt.block_on(smsgw_server::token(&args, &mut out));
+    let r = rt.block_on(async {
+        let Some(url) = &cmd.queue else {
+            return smsgw_server::token(&cmd.token, &mut out).await;
+        };
+        let q = cmd
+            .nats
+            .connect(url)
+            .await
+            .map_err(|e| smsgw_server::ServeError::Config(e.to_string()))?;
+        let r = smsgw_server::token_on(&cmd.token.command, &q, "the NATS queue", &mut out).await;
+        smsgw_queue::Queue::close(&q).await;
+        r
+    });
     out!("{}", String::from_utf8_lossy(&out));
     match r {
         Ok(()) => 0,
@@ -87,31 +115,39 @@ pub(crate) fn token(ctx: &Context, args: TokenArgs) -> u8 {
     }
 }
 
-/// `smsgw worker`: sends what the broker holds through the configuration file's gateways until
-/// SIGTERM or Ctrl-C.
+/// `smsgw worker`: sends what the broker holds through the configuration file's gateways (and
+/// those created through the API) until SIGTERM or Ctrl-C — the server's own delivery worker.
 pub(crate) fn worker(ctx: &Context, args: WorkerArgs) -> u8 {
-    let cfg = match ctx.load_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let gateways = match Gateways::build(&cfg, Registry::global()) {
-        Ok(g) => g,
-        Err(e) => {
-            crate::report_config_errors(&e);
-            return EXIT_CONFIG;
-        }
-    };
     let rt = match ctx.runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(smsgw_nats::cli::worker(&args, gateways, stop_signal())) {
+    let r = rt.block_on(async {
+        let queue = args
+            .nats
+            .connect()
+            .await
+            .map_err(|e| smsgw_server::ServeError::Config(e.to_string()))?;
+        // No listener and no database file: only the delivery side of the server options.
+        let mut opts = ServerOptions::new(([127, 0, 0, 1], 0).into(), PathBuf::new());
+        opts.config = config_file(ctx);
+        opts.worker.concurrency = args.concurrency as usize;
+        smsgw_server::run_worker(opts, Arc::new(queue), stop_signal()).await
+    });
+    match r {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            EXIT_FAILED
+            EXIT_CONFIG
         }
     }
+}
+
+/// The configuration file: the one named, else `./smsgw.toml` if it exists, else none (every
+/// gateway then comes from the API).
+fn config_file(ctx: &Context) -> Option<PathBuf> {
+    let (path, named) = ctx.config_path();
+    (named || path.exists()).then_some(path)
 }
 
 /// `smsgw queue status`

@@ -3,6 +3,10 @@
 //! `kill -9` in the middle of a run loses nothing that was accepted.
 
 mod common;
+// The NATS tests' broker: a real `nats-server -js` on a free loopback port.
+#[path = "../../smsgw-nats/tests/support/mod.rs"]
+#[allow(dead_code)]
+mod nats;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -42,6 +46,10 @@ fn make_token(db: &Path) -> String {
 
 /// Starts `smsgw serve` on a free loopback port; gives the process and its base URL.
 fn serve(cfg: &Path, db: &Path) -> (Child, String) {
+    serve_with(cfg, db, &[])
+}
+
+fn serve_with(cfg: &Path, db: &Path, more: &[&str]) -> (Child, String) {
     let mut child = smsgw()
         .arg("--config")
         .arg(cfg)
@@ -54,6 +62,7 @@ fn serve(cfg: &Path, db: &Path) -> (Child, String) {
             "--db",
         ])
         .arg(db)
+        .args(more)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,4 +230,63 @@ fn kill_9_mid_run_then_restart_loses_nothing() {
     });
     signal(&child, "-TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(20)).is_some_and(|s| s.success()));
+}
+
+/// Issue 16 over the real binary: an API-only `smsgw serve --queue nats://…`, a separate
+/// `smsgw worker`, `?wait=` answered by the API node although the worker finished the message,
+/// and `smsgw queue status`.
+#[test]
+fn nats_api_node_and_worker() {
+    let broker = nats::NatsServer::start();
+    let url = broker.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, sink, cfg) = http_sink(&dir);
+    let db = dir.path().join("smsgw.db");
+    // On NATS the tokens live on the broker, where every API node reads them.
+    let o = smsgw()
+        .args([
+            "token", "create", "--name", "n", "--scope", "send", "--queue", &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let token = text(&o).0.trim().to_owned();
+    let (mut api, base) = serve_with(&cfg, &db, &["--queue", &url]);
+    let mut worker = smsgw()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["worker", "--queue", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let t = Instant::now();
+        let r = http
+            .post(format!("{base}/v1/messages?wait=20"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"to": "+4915112345", "text": "via-nats", "gateway": "h"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["status"], "sent", "{v}");
+        // Finished by the other process, noticed well before the wait ran out.
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    });
+    assert_eq!(sink.requests().len(), 1);
+    let o = smsgw()
+        .args(["queue", "status", "--queue", &url])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("stream depth"), "{out}");
+    for p in [&mut api, &mut worker] {
+        signal(p, "-TERM");
+        assert!(wait_exit(p, Duration::from_secs(20)).is_some_and(|s| s.success()));
+    }
 }

@@ -142,15 +142,33 @@ pub enum TokenCommand {
     },
 }
 
-/// Runs a token command; what it prints goes to `out`.
+/// Runs a token command on the SQLite file `args.db`; what it prints goes to `out`.
 pub async fn token(args: &TokenArgs, out: &mut dyn std::io::Write) -> Result<(), ServeError> {
+    let q = SqliteQueue::open(&args.db)
+        .await
+        .map_err(|error| ServeError::Store {
+            path: args.db.display().to_string(),
+            error,
+        })?;
+    let r = token_on(&args.command, &q, &args.db.display().to_string(), out).await;
+    q.close().await;
+    r
+}
+
+/// Runs a token command on any queue (`smsgw token --queue nats://…` keeps tokens where the
+/// API nodes read them); `store` names it in errors.
+pub async fn token_on(
+    command: &TokenCommand,
+    q: &dyn Queue,
+    store: &str,
+    out: &mut dyn std::io::Write,
+) -> Result<(), ServeError> {
     let store = |error| ServeError::Store {
-        path: args.db.display().to_string(),
+        path: store.to_owned(),
         error,
     };
-    let q = SqliteQueue::open(&args.db).await.map_err(store)?;
     let io = |e: std::io::Error| ServeError::Token(e.to_string());
-    let r = match &args.command {
+    match command {
         TokenCommand::Create { name, scope } => {
             let token = crate::auth::generate_token();
             let rec = TokenRecord {
@@ -186,7 +204,5 @@ pub async fn token(args: &TokenArgs, out: &mut dyn std::io::Write) -> Result<(),
             true => Ok(()),
             false => Err(ServeError::Token(format!("no token named '{name}'"))),
         },
-    };
-    q.close().await;
-    r
+    }
 }

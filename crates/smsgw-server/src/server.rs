@@ -231,7 +231,7 @@ pub async fn start_with_queue(
         stop_rx.clone(),
     ));
     tokio::spawn(retention(queue.clone(), options.clone(), stop_rx.clone()));
-    spawn_receipts(&app, stop_rx.clone());
+    spawn_receipts(&app.catalog(), &app.queue, stop_rx.clone());
     app.ready.store(true, Ordering::Relaxed);
     // The admin page (`/`, `/admin/*`) talks only to the API beside it.
     let router = api::router(app.clone()).merge(smsgw_admin::router());
@@ -323,12 +323,16 @@ async fn retention(queue: Arc<dyn Queue>, o: ServerOptions, mut stop: watch::Rec
 
 /// Delivery receipts of every gateway that reports them (SMPP) become `delivered` or
 /// `undelivered`.
-fn spawn_receipts(app: &api::App, stop: watch::Receiver<bool>) {
-    for g in app.catalog().gateways.values() {
+pub(crate) fn spawn_receipts(
+    catalog: &Catalog,
+    queue: &Arc<dyn Queue>,
+    stop: watch::Receiver<bool>,
+) {
+    for g in catalog.gateways.values() {
         let Some(mut rx) = g.delivery_reports() else {
             continue;
         };
-        let queue = app.queue.clone();
+        let queue = queue.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
             loop {
