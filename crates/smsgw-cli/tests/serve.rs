@@ -5,7 +5,6 @@
 mod common;
 // The NATS tests' broker: a real `nats-server -js` on a free loopback port.
 #[path = "../../smsgw-nats/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod nats;
 
 use std::collections::HashMap;
