@@ -42,6 +42,7 @@ mod receipts;
 mod recipients;
 mod report;
 mod send;
+mod serve;
 mod sinks;
 
 use std::path::PathBuf;
@@ -120,6 +121,17 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         provider: Option<String>,
     },
+    /// Run the gateway as a service: HTTP API, durable queue, admin page (docs/service.md).
+    Serve(serve::ServeCmd),
+    /// Create, list or revoke the service's API tokens.
+    Token(serve::TokenCmd),
+    /// Send what a NATS JetStream queue holds (docs/scaling.md).
+    Worker(smsgw_nats::cli::WorkerArgs),
+    /// Inspect the NATS JetStream queue.
+    Queue {
+        #[command(subcommand)]
+        command: serve::QueueCmd,
+    },
     /// Convert a privacyIDEA `pi-manage config export` (JSON or YAML) into smsgw.toml on standard output.
     ImportPrivacyidea {
         /// The exported file.
@@ -159,13 +171,21 @@ impl Context {
         })
     }
 
-    /// Loads the configuration file, or prints every problem and gives the exit status.
-    pub(crate) fn load_config(&self) -> Result<Config, u8> {
-        let path = self
+    /// `--config`, else `$SMSGW_CONFIG`, else `./smsgw.toml`; and whether it was named.
+    pub(crate) fn config_path(&self) -> (PathBuf, bool) {
+        match self
             .config
             .clone()
             .or_else(|| std::env::var_os("SMSGW_CONFIG").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("smsgw.toml"));
+        {
+            Some(p) => (p, true),
+            None => (PathBuf::from("smsgw.toml"), false),
+        }
+    }
+
+    /// Loads the configuration file, or prints every problem and gives the exit status.
+    pub(crate) fn load_config(&self) -> Result<Config, u8> {
+        let (path, _) = self.config_path();
         Config::load(&path).map_err(|e| {
             report_config_errors(&e);
             EXIT_CONFIG
@@ -222,6 +242,10 @@ where
         }
         Command::Demo { json } => sinks::demo(&ctx, json),
         Command::Conformance { provider } => conformance(provider.as_deref()),
+        Command::Serve(cmd) => serve::serve(&ctx, cmd),
+        Command::Token(args) => serve::token(&ctx, args),
+        Command::Worker(args) => serve::worker(&ctx, args),
+        Command::Queue { command } => serve::queue(&ctx, command),
     };
     ExitCode::from(code)
 }

@@ -16,6 +16,23 @@ pub struct NatsArgs {
     /// The broker: nats://HOST:4222 (several servers of a cluster separated by commas).
     #[arg(long = "queue", env = "SMSGW_QUEUE", value_name = "nats://HOST:PORT")]
     pub queue: String,
+    /// How the queue on it behaves.
+    #[command(flatten)]
+    pub tuning: NatsTuning,
+}
+
+impl NatsArgs {
+    /// Connects (for `smsgw serve --queue nats://…`: hand the queue to the server as its
+    /// `Arc<dyn Queue>`).
+    pub async fn connect(&self) -> Result<NatsQueue, NatsError> {
+        self.tuning.connect(&self.queue).await
+    }
+}
+
+/// How the queue on the broker behaves (apart from where the broker is, so that a command
+/// whose `--queue` is optional can take these too).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsTuning {
     /// Copies of every stream and bucket kept by the NATS cluster (3 survives losing a server).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
@@ -24,7 +41,7 @@ pub struct NatsArgs {
     pub ack_wait: u64,
 }
 
-impl NatsArgs {
+impl NatsTuning {
     /// The options these arguments select.
     pub fn options(&self) -> NatsOptions {
         NatsOptions {
@@ -34,10 +51,9 @@ impl NatsArgs {
         }
     }
 
-    /// Connects (for `smsgw serve --queue nats://…`: hand the queue to the server as its
-    /// `Arc<dyn Queue>`).
-    pub async fn connect(&self) -> Result<NatsQueue, NatsError> {
-        NatsQueue::connect(&self.queue, self.options()).await
+    /// Connects to the broker at `url`.
+    pub async fn connect(&self, url: &str) -> Result<NatsQueue, NatsError> {
+        NatsQueue::connect(url, self.options()).await
     }
 }
 

@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smsgw_queue::{Queue, Scope, SqliteQueue, TokenRecord, now_ms};
 
-use crate::server::{ServeError, ServerOptions, start};
+use crate::server::{ServeError, ServerOptions, start, start_with_queue};
 
 /// `smsgw serve`
 #[derive(Debug, Clone, clap::Args)]
@@ -56,7 +57,24 @@ impl ServeArgs {
 
 /// Runs `smsgw serve` until SIGTERM or Ctrl-C; SIGHUP reloads the configuration file.
 pub async fn serve(args: &ServeArgs, config: Option<&Path>) -> Result<(), ServeError> {
-    let running = start(args.options(config)).await?;
+    run_until_stopped(start(args.options(config)).await?).await
+}
+
+/// Runs `smsgw serve --queue …` on a shared `queue` (e.g. NATS JetStream) until SIGTERM or
+/// Ctrl-C; with `run_worker` false this node only accepts and answers, and `smsgw worker`
+/// processes send.
+pub async fn serve_with_queue(
+    args: &ServeArgs,
+    config: Option<&Path>,
+    queue: Arc<dyn Queue>,
+    run_worker: bool,
+) -> Result<(), ServeError> {
+    let mut options = args.options(config);
+    options.run_worker = run_worker;
+    run_until_stopped(start_with_queue(options, queue).await?).await
+}
+
+async fn run_until_stopped(running: crate::Running) -> Result<(), ServeError> {
     eprintln!("smsgw serve: listening on http://{}", running.addr());
     wait_for_stop(&running).await;
     tracing::info!("stopping: no new requests; finishing the sends in flight");
@@ -124,15 +142,33 @@ pub enum TokenCommand {
     },
 }
 
-/// Runs a token command; what it prints goes to `out`.
+/// Runs a token command on the SQLite file `args.db`; what it prints goes to `out`.
 pub async fn token(args: &TokenArgs, out: &mut dyn std::io::Write) -> Result<(), ServeError> {
+    let q = SqliteQueue::open(&args.db)
+        .await
+        .map_err(|error| ServeError::Store {
+            path: args.db.display().to_string(),
+            error,
+        })?;
+    let r = token_on(&args.command, &q, &args.db.display().to_string(), out).await;
+    q.close().await;
+    r
+}
+
+/// Runs a token command on any queue (`smsgw token --queue nats://…` keeps tokens where the
+/// API nodes read them); `store` names it in errors.
+pub async fn token_on(
+    command: &TokenCommand,
+    q: &dyn Queue,
+    store: &str,
+    out: &mut dyn std::io::Write,
+) -> Result<(), ServeError> {
     let store = |error| ServeError::Store {
-        path: args.db.display().to_string(),
+        path: store.to_owned(),
         error,
     };
-    let q = SqliteQueue::open(&args.db).await.map_err(store)?;
     let io = |e: std::io::Error| ServeError::Token(e.to_string());
-    let r = match &args.command {
+    match command {
         TokenCommand::Create { name, scope } => {
             let token = crate::auth::generate_token();
             let rec = TokenRecord {
@@ -168,7 +204,5 @@ pub async fn token(args: &TokenArgs, out: &mut dyn std::io::Write) -> Result<(),
             true => Ok(()),
             false => Err(ServeError::Token(format!("no token named '{name}'"))),
         },
-    };
-    q.close().await;
-    r
+    }
 }

@@ -25,10 +25,12 @@ pub mod openapi;
 mod problem;
 mod server;
 pub mod worker;
+mod worker_only;
 
 pub use auth::{generate_token, hash_token};
 pub use callbacks::sign;
-pub use cli::{ServeArgs, TokenArgs, TokenCommand, serve, token};
+pub use cli::{ServeArgs, TokenArgs, TokenCommand, serve, serve_with_queue, token, token_on};
 pub use problem::{FieldProblem, Problem};
 pub use server::{Running, ServeError, ServerOptions, start, start_with_queue};
 pub use worker::{CatalogDispatcher, Dispatched, Dispatcher, WorkerOptions};
+pub use worker_only::run_worker;

@@ -42,6 +42,9 @@ pub struct ServerOptions {
     pub header_timeout: Duration,
     /// Open connections at most; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Whether this process also sends what is queued. On SQLite it must (one node owns the
+    /// file); on a shared broker an API-only node leaves sending to `smsgw worker` processes.
+    pub run_worker: bool,
 }
 
 impl ServerOptions {
@@ -62,6 +65,7 @@ impl ServerOptions {
             default_target: None,
             header_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            run_worker: true,
         }
     }
 }
@@ -218,20 +222,25 @@ pub async fn start_with_queue(
         callbacks: callbacks_wake.clone(),
     });
     let grace = options.shutdown_grace;
-    let worker_task = tokio::spawn(worker.run(stop_rx.clone(), grace));
+    let worker_task = options
+        .run_worker
+        .then(|| tokio::spawn(worker.run(stop_rx.clone(), grace)));
     let callback_task = tokio::spawn(crate::callbacks::run(
         queue.clone(),
         callbacks_wake,
         stop_rx.clone(),
     ));
     tokio::spawn(retention(queue.clone(), options.clone(), stop_rx.clone()));
-    spawn_receipts(&app, stop_rx.clone());
+    spawn_receipts(&app.catalog(), &app.queue, stop_rx.clone());
     app.ready.store(true, Ordering::Relaxed);
-    let router = api::router(app.clone());
+    // The admin page (`/`, `/admin/*`) talks only to the API beside it.
+    let router = api::router(app.clone()).merge(smsgw_admin::router());
     let opts = options.clone();
     let task = tokio::spawn(async move {
         accept(listener, router, &opts, stop_rx).await;
-        let _ = tokio::time::timeout(grace + Duration::from_secs(1), worker_task).await;
+        if let Some(worker_task) = worker_task {
+            let _ = tokio::time::timeout(grace + Duration::from_secs(1), worker_task).await;
+        }
         callback_task.abort();
         queue.close().await;
         tracing::info!("stopped");
@@ -314,12 +323,16 @@ async fn retention(queue: Arc<dyn Queue>, o: ServerOptions, mut stop: watch::Rec
 
 /// Delivery receipts of every gateway that reports them (SMPP) become `delivered` or
 /// `undelivered`.
-fn spawn_receipts(app: &api::App, stop: watch::Receiver<bool>) {
-    for g in app.catalog().gateways.values() {
+pub(crate) fn spawn_receipts(
+    catalog: &Catalog,
+    queue: &Arc<dyn Queue>,
+    stop: watch::Receiver<bool>,
+) {
+    for g in catalog.gateways.values() {
         let Some(mut rx) = g.delivery_reports() else {
             continue;
         };
-        let queue = app.queue.clone();
+        let queue = queue.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
             loop {

@@ -219,11 +219,28 @@ pub(crate) async fn wait_final(
         app.waiters.forget(id);
         return Ok(now);
     }
-    if tokio::time::timeout(wait, rx).await.is_err() {
-        app.waiters.forget(id);
+    // The in-process waiter wakes at once when this node's worker finishes the message; on a
+    // shared queue (NATS) another node may finish it, so the store is asked now and then too.
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut rx = rx;
+    loop {
+        let tick = (deadline - tokio::time::Instant::now().min(deadline)).min(WAIT_POLL);
+        tokio::select! {
+            _ = &mut rx => return app.queue.get(id).await.map_err(Problem::store),
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let now = app.queue.get(id).await.map_err(Problem::store)?;
+        if tokio::time::Instant::now() >= deadline
+            || now.as_ref().is_none_or(|r| r.status.is_final())
+        {
+            app.waiters.forget(id);
+            return Ok(now);
+        }
     }
-    app.queue.get(id).await.map_err(Problem::store)
 }
+
+/// How often a waiting request asks the store whether another node finished its message.
+const WAIT_POLL: Duration = Duration::from_millis(150);
 
 /// `POST /v1/messages`
 pub(crate) async fn send(
