@@ -6,39 +6,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use smsgw_core::{Gateway, Message, ProviderDescriptor};
+use smsgw_core::{Gateway, Message};
 use smsgw_queue::{DefKind, Scope, Target, TokenRecord};
 
 use super::messages::check_phone;
 use super::{App, auth};
 use crate::catalog::{self, Origin};
 use crate::problem::{FieldProblem, Problem, parse_json};
-
-fn provider_json(d: &ProviderDescriptor) -> Value {
-    json!({
-        "name": d.name,
-        "aliases": d.aliases,
-        "description": d.description,
-        "free_options": d.free_options,
-        "headers": d.capabilities.headers,
-        "capabilities": {
-            "long_messages": d.capabilities.long_messages,
-            "delivery_reports": d.capabilities.delivery_reports,
-            "headers": d.capabilities.headers,
-            "verbatim_phone": d.capabilities.verbatim_phone,
-        },
-        "parameters": d.all_params().iter().map(|p| json!({
-            "name": p.name,
-            "aliases": p.aliases,
-            "required": p.required,
-            "description": p.description,
-            "kind": p.kind.describe(),
-            "allowed": p.allowed,
-            "default": p.default,
-            "secret": p.secret,
-        })).collect::<Vec<_>>(),
-    })
-}
 
 /// `GET /v1/providers`
 pub(crate) async fn providers(
@@ -50,7 +24,7 @@ pub(crate) async fn providers(
         .registry
         .providers()
         .iter()
-        .map(|d| provider_json(d))
+        .map(|d| d.to_json())
         .collect();
     Ok(axum::Json(json!({"providers": list})).into_response())
 }
