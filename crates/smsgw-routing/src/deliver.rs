@@ -199,14 +199,19 @@ impl Delivering<'_> {
                             .record(waited.as_secs_f64());
                     }
                     Ok(_) => {}
-                    Err(()) => {
+                    Err(why) => {
                         drop(permit);
                         refund(reservation);
+                        let why = if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {why}")
+                        };
                         let err = SendError::new(
                             ErrorKind::NotSent,
                             id,
                             format!(
-                                "no send token (rate {}/s) before the deadline",
+                                "no send token (rate {}/s) before the deadline{why}",
                                 state.limits.rate.unwrap_or_default()
                             ),
                         );

@@ -51,7 +51,7 @@ pub use config::{
     MAX_BACKOFF_SECS, MAX_RATE, MAX_RETRIES, OnUnknown, RouteDef, RoutingConfig, RuleDef,
     check_section,
 };
-pub use limits::{MAX_PER_RECIPIENT, MAX_WINDOW, PerRecipient, RECIPIENT_BUDGET};
+pub use limits::{MAX_PER_RECIPIENT, MAX_WINDOW, PerRecipient, RECIPIENT_BUDGET, SharedRate};
 pub use listing::{GatewayLimits, Listing};
 pub use load::{check_references, load_toml_str};
 pub use outcome::{

@@ -100,6 +100,50 @@ impl Serialize for PerRecipient {
     }
 }
 
+/// A gateway's `rate` held outside this process, so that several processes together keep it: a
+/// token bucket in a broker's key-value store (`smsgw-nats`), say. Give it to
+/// [`Router::build_shared`](crate::Router::build_shared); without one, each process keeps its own
+/// bucket.
+#[async_trait::async_trait]
+pub trait SharedRate: Send + Sync + 'static {
+    /// Takes one send token of `gateway` (whose limit is `per_second`, bursts of `burst`),
+    /// waiting at most `max_wait`. `Ok(waited)`, or `Err(why)` when no token came in time or the
+    /// store could not be asked (the send is then `not_sent`, retry-safe).
+    async fn acquire(
+        &self,
+        gateway: &str,
+        per_second: f64,
+        burst: u32,
+        max_wait: Duration,
+    ) -> Result<Duration, String>;
+}
+
+/// Where a gateway's `rate` is kept.
+pub(crate) enum Rate {
+    /// In this process.
+    Local(RateLimit),
+    /// Across processes.
+    Shared(std::sync::Arc<dyn SharedRate>, String, f64, u32),
+}
+
+impl Rate {
+    /// Takes a token, waiting until `deadline` at the latest; `Err(why)` when none came.
+    pub(crate) async fn acquire(&self, deadline: Instant) -> Result<Duration, String> {
+        match self {
+            Rate::Local(r) => r.acquire(deadline).await.map_err(|()| String::new()),
+            Rate::Shared(s, id, per_second, burst) => {
+                let budget = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout_at(deadline, s.acquire(id, *per_second, *burst, budget))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(String::new()),
+                }
+            }
+        }
+    }
+}
+
 /// The `rate` token bucket of one gateway, shared by every concurrent send of the process. Waiters
 /// queue in arrival order (a fair mutex) so that a thundering herd does not spin on the bucket.
 pub(crate) struct RateLimit {

@@ -14,7 +14,7 @@ use crate::config::{
     DEFAULT_DEADLINE, Limits, OnUnknown, RouteDef, RoutingConfig, compile_pattern, route_problem,
 };
 use crate::deliver::Delivering;
-use crate::limits::{RateLimit, RecipientGuard};
+use crate::limits::{Rate, RateLimit, RecipientGuard, SharedRate};
 use crate::outcome::{Delivery, Reason, RouteError};
 
 /// Gateways with their limits and circuit breakers, and the routes over them. Cheap to clone
@@ -45,7 +45,7 @@ pub(crate) struct GatewayState {
     pub(crate) gateway: Gateway,
     pub(crate) limits: Limits,
     pub(crate) breaker: Breaker,
-    pub(crate) rate: Option<RateLimit>,
+    pub(crate) rate: Option<Rate>,
     pub(crate) recipients: Option<RecipientGuard>,
 }
 
@@ -86,6 +86,16 @@ impl Router {
     /// shared by a route and a gateway, patterns, rates) and sets up every gateway's limits and
     /// breaker. Every problem is reported at once.
     pub fn build(config: &RoutingConfig, gateways: &Gateways) -> Result<Router, ConfigErrors> {
+        Router::build_shared(config, gateways, None)
+    }
+
+    /// [`Router::build`], with the gateways' `rate` limits kept by `shared` (so that several
+    /// processes together hold them) instead of in this process.
+    pub fn build_shared(
+        config: &RoutingConfig,
+        gateways: &Gateways,
+        shared: Option<Arc<dyn SharedRate>>,
+    ) -> Result<Router, ConfigErrors> {
         let mut errs = config.check_gateways(|id| gateways.get(id).is_some());
         let mut states = IndexMap::new();
         for g in gateways.iter() {
@@ -100,7 +110,12 @@ impl Router {
                             format!("{r} messages per second cannot be a token bucket"),
                         ));
                     }
-                    rl
+                    match (rl, &shared) {
+                        (Some(_), Some(s)) => {
+                            Some(Rate::Shared(s.clone(), g.id().to_owned(), r, limits.burst))
+                        }
+                        (rl, _) => rl.map(Rate::Local),
+                    }
                 }
                 None => None,
             };

@@ -21,6 +21,7 @@ mod callbacks;
 mod catalog;
 mod cli;
 mod compat;
+mod dispatch;
 pub mod openapi;
 mod problem;
 mod server;
