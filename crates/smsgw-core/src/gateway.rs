@@ -157,6 +157,16 @@ impl Gateway {
     }
 }
 
+/// Gateways built one by one (a service that defines them at run time), by id; a later one with
+/// the id of an earlier one replaces it.
+impl FromIterator<Gateway> for Gateways {
+    fn from_iter<I: IntoIterator<Item = Gateway>>(iter: I) -> Self {
+        Gateways {
+            map: iter.into_iter().map(|g| (g.id().to_owned(), g)).collect(),
+        }
+    }
+}
+
 /// Every gateway of a configuration, built.
 #[derive(Debug, Clone, Default)]
 pub struct Gateways {

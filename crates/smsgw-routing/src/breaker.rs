@@ -62,7 +62,13 @@ pub(crate) struct Breaker {
     threshold: u32,
     cooldown: Duration,
     state: Mutex<State>,
+    /// The verdicts of the last [`RECENT`] attempts that said something about the gateway
+    /// (true: failed), for the failure rate people see beside the breaker state.
+    recent: Mutex<std::collections::VecDeque<bool>>,
 }
+
+/// How many recent attempts the failure rate covers.
+pub(crate) const RECENT: usize = 100;
 
 /// Leave to send through a gateway; a probe must be reported, and one dropped unreported (its
 /// delivery was cancelled) lets the next message probe.
@@ -80,6 +86,7 @@ impl Breaker {
             threshold,
             cooldown,
             state: Mutex::new(State::Closed { failures: 0 }),
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
         };
         b.publish(BreakerState::Closed);
         b
@@ -128,7 +135,21 @@ impl Breaker {
             .set(state.gauge());
     }
 
+    /// Of the last (at most [`RECENT`]) attempts that said something about the gateway: how
+    /// many, and how many failed.
+    pub(crate) fn recent(&self) -> (usize, usize) {
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        (r.len(), r.iter().filter(|f| **f).count())
+    }
+
     fn record(&self, probe: bool, verdict: Verdict) {
+        if verdict != Verdict::Neutral {
+            let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if r.len() == RECENT {
+                r.pop_front();
+            }
+            r.push_back(verdict == Verdict::Failed);
+        }
         if self.threshold == 0 {
             return;
         }

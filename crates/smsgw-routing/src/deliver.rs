@@ -319,7 +319,10 @@ impl Delivering<'_> {
         let err = SendError::new(
             ErrorKind::NotSent,
             id,
-            format!("per_recipient {limit} reached for this number"),
+            format!(
+                "per_recipient {limit} reached for this number; retry after {}",
+                crate::outcome::format_time(retry_at)
+            ),
         )
         .with_code("rate_limited");
         self.note(

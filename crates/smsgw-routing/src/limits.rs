@@ -105,7 +105,7 @@ impl Serialize for PerRecipient {
 /// [`Router::build_shared`](crate::Router::build_shared); without one, each process keeps its own
 /// bucket.
 #[async_trait::async_trait]
-pub trait SharedRate: Send + Sync + 'static {
+pub trait SharedRate: Send + Sync + std::fmt::Debug + 'static {
     /// Takes one send token of `gateway` (whose limit is `per_second`, bursts of `burst`),
     /// waiting at most `max_wait`. `Ok(waited)`, or `Err(why)` when no token came in time or the
     /// store could not be asked (the send is then `not_sent`, retry-safe).

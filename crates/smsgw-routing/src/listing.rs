@@ -28,6 +28,11 @@ pub struct GatewayLimits {
     /// Until when an open breaker skips it.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_time")]
     pub open_until: Option<std::time::SystemTime>,
+    /// How many of the last (at most 100) attempts on it said something about the gateway
+    /// (sent, refused, not sent, unknown), since the router was built.
+    pub recent_attempts: usize,
+    /// How many of those failed in a way that counts against the gateway (not sent, unknown).
+    pub recent_failures: usize,
 }
 
 fn opt_time<S: serde::Serializer>(
@@ -59,11 +64,14 @@ impl Router {
                     let (breaker, open_until) = self
                         .breaker(s.gateway.id())
                         .unwrap_or((BreakerState::Closed, None));
+                    let (recent_attempts, recent_failures) = s.breaker.recent();
                     GatewayLimits {
                         gateway: s.gateway.id().to_owned(),
                         limits: s.limits.clone(),
                         breaker,
                         open_until,
+                        recent_attempts,
+                        recent_failures,
                     }
                 })
                 .collect(),

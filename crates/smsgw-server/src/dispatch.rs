@@ -1,93 +1,86 @@
-//! How one message is sent to its target (a gateway, or a route through its gateways): the
-//! [`Dispatcher`] the worker calls, and the one built on the server's catalog.
+//! How one message is sent to its target: the [`Dispatcher`] the worker calls, and the one that
+//! sends through the catalog's [`Router`](smsgw_routing::Router) — a gateway with its limits and
+//! breaker, or a route with failover, retries and its deadline.
 
-use std::time::{Duration, Instant};
+use std::time::UNIX_EPOCH;
 
 use smsgw_core::{ErrorKind, Message, Receipt, SendError};
-use smsgw_queue::{Attempt, Target, now_ms};
+use smsgw_queue::{Attempt, Millis, Target};
+use smsgw_routing::{Delivery, Reason};
 
 use crate::catalog::SharedCatalog;
 
 /// What one dispatch did: every try (a route may try several gateways) and the result.
 #[derive(Debug)]
 pub struct Dispatched {
-    /// Each try, in order.
+    /// Each try, in order (gateways skipped by an open breaker or a limit included).
     pub attempts: Vec<Attempt>,
     /// The receipt of the gateway that took it, or the last error.
     pub result: Result<Receipt, SendError>,
+    /// For a retry-safe failure: the earliest time a retry can succeed, where known (every
+    /// breaker open until then; a gateway's `rate` had no token in time).
+    pub retry_after: Option<Millis>,
 }
 
-/// Sends one message to a target. Implemented for plain gateways here ([`CatalogDispatcher`]);
-/// routes with breakers and limits come from `smsgw-routing`.
+/// Sends one message to a target.
 #[async_trait::async_trait]
 pub trait Dispatcher: Send + Sync + 'static {
     /// Sends `msg` to `target`.
     async fn dispatch(&self, target: &Target, msg: &Message) -> Dispatched;
 }
 
-/// Sends through the gateways of the [`Catalog`](crate::catalog::Catalog): a gateway target
-/// once; a route through its gateways in order, moving on only while the outcome is `not_sent`.
-pub struct CatalogDispatcher {
-    /// The catalog, read at every send (so reloads apply at once).
+/// Sends through the router of the current [`Catalog`](crate::catalog::Catalog) (read at every
+/// send, so that changes and reloads apply at once).
+pub struct RouterDispatcher {
+    /// The catalog.
     pub catalog: SharedCatalog,
 }
 
 #[async_trait::async_trait]
-impl Dispatcher for CatalogDispatcher {
+impl Dispatcher for RouterDispatcher {
     async fn dispatch(&self, target: &Target, msg: &Message) -> Dispatched {
-        let cat = self.catalog.read().expect("not poisoned").clone();
-        let ids: Vec<String> = match target {
-            Target::Gateway(g) => vec![g.clone()],
-            Target::Route(r) => match cat.routes.get(r) {
-                Some((def, _)) => def.gateways.clone(),
-                None => {
-                    let e = SendError::new(ErrorKind::Config, r.as_str(), "no such route");
-                    return Dispatched {
-                        attempts: vec![attempt(r, &Err(e.clone()), Duration::ZERO)],
-                        result: Err(e),
-                    };
-                }
-            },
-        };
-        let mut attempts = Vec::new();
-        let mut last = Err(SendError::new(
-            ErrorKind::Config,
-            target.name(),
-            "no gateway",
-        ));
-        for id in ids {
-            let start = Instant::now();
-            let result = match cat.gateways.get(&id) {
-                Some(g) => g.send(msg).await,
-                None => Err(SendError::new(
-                    ErrorKind::Config,
-                    id.as_str(),
-                    "no such gateway (or its definition is invalid)",
-                )),
-            };
-            attempts.push(attempt(&id, &result, start.elapsed()));
-            let go_on = matches!(&result, Err(e) if e.kind() == ErrorKind::NotSent);
-            last = result;
-            if !go_on {
-                break;
-            }
-        }
-        Dispatched {
-            attempts,
-            result: last,
-        }
+        let router = self.catalog.read().expect("not poisoned").router.clone();
+        dispatched(router.send(target.name(), msg).await)
     }
 }
 
-fn attempt(gateway: &str, r: &Result<Receipt, SendError>, took: Duration) -> Attempt {
-    Attempt {
-        gateway: gateway.to_owned(),
-        kind: match r {
-            Ok(_) => "sent".into(),
-            Err(e) => e.kind().as_str().into(),
+fn millis(t: std::time::SystemTime) -> Millis {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The router's delivery as the queue records it.
+fn dispatched(d: Delivery) -> Dispatched {
+    let attempts = |list: &[smsgw_routing::Attempt]| -> Vec<Attempt> {
+        list.iter()
+            .map(|a| Attempt {
+                gateway: a.gateway.clone(),
+                kind: a.kind.as_str().to_owned(),
+                error: a.error.clone(),
+                ms: a.ms,
+                at: millis(a.at),
+            })
+            .collect()
+    };
+    match d {
+        Ok(ok) => Dispatched {
+            attempts: attempts(&ok.attempts),
+            result: Ok(ok.receipt),
+            retry_after: None,
         },
-        error: r.as_ref().err().map(|e| e.to_string()),
-        ms: took.as_millis() as u64,
-        at: now_ms(),
+        Err(e) => {
+            let mut err = e.to_send_error();
+            // A number over its `per_recipient` limit is refused for now: a service does not
+            // hold an OTP for the hour the limit lasts (the error says when it may be sent).
+            if e.reason() == Reason::RateLimited && e.kind() == ErrorKind::NotSent {
+                err = SendError::new(ErrorKind::Refused, err.gateway(), e.to_string())
+                    .with_code(Reason::RateLimited.as_str());
+            }
+            Dispatched {
+                attempts: attempts(e.attempts()),
+                retry_after: e.retry_after().map(millis),
+                result: Err(err),
+            }
+        }
     }
 }

@@ -33,5 +33,5 @@ pub use callbacks::sign;
 pub use cli::{ServeArgs, TokenArgs, TokenCommand, serve, serve_with_queue, token, token_on};
 pub use problem::{FieldProblem, Problem};
 pub use server::{Running, ServeError, ServerOptions, start, start_with_queue};
-pub use worker::{CatalogDispatcher, Dispatched, Dispatcher, WorkerOptions};
+pub use worker::{Dispatched, Dispatcher, RouterDispatcher, WorkerOptions};
 pub use worker_only::run_worker;

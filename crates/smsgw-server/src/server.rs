@@ -11,13 +11,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use smsgw_core::Registry;
 use smsgw_queue::{Queue, Receipt, SqliteQueue, now_ms};
+use smsgw_routing::SharedRate;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::api::{self, AppInner};
 use crate::auth::TokenCache;
 use crate::catalog::{Catalog, FileSource};
-use crate::worker::{CatalogDispatcher, Dispatcher, Waiters, Worker, WorkerOptions};
+use crate::dispatch::{Dispatcher, RouterDispatcher};
+use crate::worker::{Waiters, Worker, WorkerOptions};
 
 /// Everything a server needs to start.
 #[derive(Debug, Clone)]
@@ -45,6 +47,9 @@ pub struct ServerOptions {
     /// Whether this process also sends what is queued. On SQLite it must (one node owns the
     /// file); on a shared broker an API-only node leaves sending to `smsgw worker` processes.
     pub run_worker: bool,
+    /// Where the gateways' `rate` limits are kept when several processes send (a broker's
+    /// key-value store); `None`: in this process.
+    pub shared_rate: Option<Arc<dyn SharedRate>>,
 }
 
 impl ServerOptions {
@@ -66,6 +71,7 @@ impl ServerOptions {
             header_timeout: Duration::from_secs(10),
             max_connections: 4096,
             run_worker: true,
+            shared_rate: None,
         }
     }
 }
@@ -129,11 +135,27 @@ impl Running {
     /// Reads the configuration file again (SIGHUP); on problems keeps the old one.
     pub async fn reload(&self) -> Result<(), ServeError> {
         let file = self.file.read().map_err(ServeError::Config)?;
-        let cat = Catalog::load(file, &*self.app.queue, self.app.registry)
-            .await
-            .map_err(ServeError::Config)?;
+        let cat = Catalog::load(
+            file,
+            &*self.app.queue,
+            self.app.registry,
+            self.app.shared_rate.clone(),
+        )
+        .await
+        .map_err(ServeError::Config)?;
         let _edit = self.app.edits.lock().await;
+        let old = self.app.catalog();
         self.app.swap(cat);
+        spawn_receipts(&self.app.catalog(), &self.app.queue, self.app.stop.clone());
+        // Every gateway was built anew: close the old ones' connections once the sends that
+        // still use them (bounded by the grace time) are done.
+        let grace = self.app.shutdown_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            for g in old.gateways.values() {
+                g.shutdown().await;
+            }
+        });
         tracing::info!("configuration reloaded");
         Ok(())
     }
@@ -178,13 +200,14 @@ pub async fn start_with_queue(
     let registry = Registry::global();
     let file = FileSource(options.config.clone());
     let cfg = file.read().map_err(ServeError::Config)?;
-    let catalog = Catalog::load(cfg, &*queue, registry)
+    let catalog = Catalog::load(cfg, &*queue, registry, options.shared_rate.clone())
         .await
         .map_err(ServeError::Config)?;
     let catalog = Arc::new(RwLock::new(Arc::new(catalog)));
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(CatalogDispatcher {
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(RouterDispatcher {
         catalog: catalog.clone(),
     });
+    let (stop, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let waiters = Arc::new(Waiters::default());
     let callbacks_wake = Arc::new(Notify::new());
@@ -200,6 +223,9 @@ pub async fn start_with_queue(
         ready: Default::default(),
         edits: Default::default(),
         default_target: options.default_target.clone(),
+        shared_rate: options.shared_rate.clone(),
+        stop: stop_rx.clone(),
+        shutdown_grace: options.shutdown_grace,
     });
     app.tokens.reload(&*queue).await;
     let listener = TcpListener::bind(options.listen)
@@ -212,7 +238,6 @@ pub async fn start_with_queue(
         addr: options.listen,
         error,
     })?;
-    let (stop, stop_rx) = watch::channel(false);
     let worker = Arc::new(Worker {
         queue: queue.clone(),
         dispatcher,
@@ -329,11 +354,21 @@ pub(crate) fn spawn_receipts(
     stop: watch::Receiver<bool>,
 ) {
     for g in catalog.gateways.values() {
+        spawn_receipts_of(g, queue, stop.clone());
+    }
+}
+
+/// Records the delivery receipts of gateway `g`, if it reports them, until it is closed.
+pub(crate) fn spawn_receipts_of(
+    g: &smsgw_core::Gateway,
+    queue: &Arc<dyn Queue>,
+    mut stop: watch::Receiver<bool>,
+) {
+    {
         let Some(mut rx) = g.delivery_reports() else {
-            continue;
+            return;
         };
         let queue = queue.clone();
-        let mut stop = stop.clone();
         tokio::spawn(async move {
             loop {
                 let report = tokio::select! {

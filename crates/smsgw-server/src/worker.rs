@@ -9,7 +9,7 @@ use std::time::Duration;
 use smsgw_core::{ErrorKind, Message};
 use smsgw_queue::{Attempt, Claimed, Outcome, Queue, Status, Target, now_ms};
 
-pub use crate::dispatch::{CatalogDispatcher, Dispatched, Dispatcher};
+pub use crate::dispatch::{Dispatched, Dispatcher, RouterDispatcher};
 use tokio::sync::{Notify, Semaphore, watch};
 
 /// How the worker behaves.

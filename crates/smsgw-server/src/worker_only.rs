@@ -11,8 +11,9 @@ use smsgw_queue::Queue;
 use tokio::sync::{Notify, watch};
 
 use crate::catalog::{Catalog, FileSource};
+use crate::dispatch::{Dispatcher, RouterDispatcher};
 use crate::server::{ServeError, ServerOptions, spawn_receipts};
-use crate::worker::{CatalogDispatcher, Dispatcher, Waiters, Worker};
+use crate::worker::{Waiters, Worker};
 
 /// Sends what `queue` holds through the gateways of `options.config` (and those created through
 /// the API) until `shutdown` completes, then finishes the sends in flight (at most
@@ -33,7 +34,7 @@ pub async fn run_worker(
     let cfg = FileSource(options.config.clone())
         .read()
         .map_err(ServeError::Config)?;
-    let catalog = Catalog::load(cfg, &*queue, registry)
+    let catalog = Catalog::load(cfg, &*queue, registry, options.shared_rate.clone())
         .await
         .map_err(ServeError::Config)?;
     let (stop, stop_rx) = watch::channel(false);
@@ -42,7 +43,7 @@ pub async fn run_worker(
     let callbacks = Arc::new(Notify::new());
     let worker = Arc::new(Worker {
         queue: queue.clone(),
-        dispatcher: Arc::new(CatalogDispatcher { catalog }) as Arc<dyn Dispatcher>,
+        dispatcher: Arc::new(RouterDispatcher { catalog }) as Arc<dyn Dispatcher>,
         options: options.worker.clone(),
         wake: Arc::new(Notify::new()),
         waiters: Arc::new(Waiters::default()),

@@ -94,7 +94,9 @@ async fn per_recipient_stops_the_sixth_message_and_lets_others_through() {
         serde_json::json!({
             "gateway": "gw",
             "limits": { "rate": null, "burst": 1, "per_recipient": "5/1h", "breaker_failures": 5, "breaker_cooldown": 30.0 },
-            "breaker": "closed"
+            "breaker": "closed",
+            "recent_attempts": 6,
+            "recent_failures": 0
         })
     );
     assert_eq!(listing["routes"][0]["name"], "otp");

@@ -6,12 +6,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use smsgw_core::{Gateway, Message};
+use smsgw_core::{ConfigErrors, Gateway, GatewayDef, Message};
 use smsgw_queue::{DefKind, Scope, Target, TokenRecord};
 
 use super::messages::check_phone;
 use super::{App, auth};
-use crate::catalog::{self, Origin};
+use crate::catalog::{self, Catalog, Origin};
 use crate::problem::{FieldProblem, Problem, parse_json};
 
 /// `GET /v1/providers`
@@ -97,11 +97,7 @@ pub(crate) async fn put_gateway(
         None => None,
     };
     if cat.routes.contains_key(&id) {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "identifier taken",
-            format!("'{id}' is already the name of a route"),
-        ));
+        return Err(taken(&id, "route"));
     }
     let v: Value = parse_json(&body)?;
     let mut def = catalog::gateway_from_json(&id, &v).map_err(Problem::invalid)?;
@@ -111,44 +107,123 @@ pub(crate) async fn put_gateway(
         return Err(Problem::invalid(problems));
     }
     // The same checks as `smsgw check`, every problem at once.
-    let gw = Gateway::build(&def, &cat.file.sections, app.registry).map_err(|errs| {
-        Problem::invalid(
-            errs.problems()
-                .iter()
-                .map(|p| FieldProblem {
-                    field: match p.key.as_deref() {
-                        Some(k @ ("provider" | "headers" | "description")) => k.to_owned(),
-                        Some(k) if def.headers.contains_key(k) => format!("headers.{k}"),
-                        Some(k) => format!("options.{k}"),
-                        None => "body".into(),
-                    },
-                    message: p.message.clone(),
-                })
-                .collect(),
-        )
-    })?;
+    let gw = Gateway::build(&def, &cat.file.sections, app.registry)
+        .map_err(|errs| Problem::invalid(fields(&errs, &def)))?;
+    let mut next = (*cat).clone();
+    let replaced = next.gateways.insert(id.clone(), gw);
+    let stored = catalog::gateway_to_json(&def);
+    next.defs
+        .insert(id.clone(), (def.clone(), Origin::Database));
+    let r = store_and_swap(&app, DefKind::Gateway, &id, stored, next, &def).await;
+    if r.is_ok() {
+        if let Some(old) = replaced {
+            tokio::spawn(async move { old.shutdown().await });
+        }
+        if let Some(g) = app.catalog().gateways.get(&id) {
+            crate::server::spawn_receipts_of(g, &app.queue, app.stop.clone());
+        }
+    }
+    r
+}
+
+/// Where a problem of a gateway definition goes in the body.
+fn fields(errs: &ConfigErrors, def: &GatewayDef) -> Vec<FieldProblem> {
+    errs.problems()
+        .iter()
+        .map(|p| FieldProblem {
+            field: match p.key.as_deref() {
+                Some(k @ ("provider" | "headers" | "description")) => k.to_owned(),
+                Some(k) if k.starts_with("limits") => k.to_owned(),
+                Some(k) if def.headers.contains_key(k) => format!("headers.{k}"),
+                Some(k) => format!("options.{k}"),
+                None => "body".into(),
+            },
+            message: p.message.clone(),
+        })
+        .collect()
+}
+
+fn taken(id: &str, by: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "identifier taken",
+        format!("'{id}' is already the name of a {by}"),
+    )
+}
+
+/// The end of every PUT: builds the router of `next` (so that nothing is stored that cannot
+/// send), stores the definition, swaps `next` in, and answers 201 or 200 with the view.
+async fn store_and_swap(
+    app: &App,
+    kind: DefKind,
+    id: &str,
+    body: Value,
+    mut next: Catalog,
+    def: &GatewayDef,
+) -> Result<Response, Problem> {
+    next.rebuild_router()
+        .map_err(|errs| Problem::invalid(fields(&errs, def)))?;
     let created = app
         .queue
-        .put_def(&catalog::stored(
-            DefKind::Gateway,
-            &id,
-            catalog::gateway_to_json(&def),
-        ))
+        .put_def(&catalog::stored(kind, id, body))
         .await
         .map_err(Problem::store)?;
-    let mut next = (*cat).clone();
-    if let Some(old) = next.gateways.insert(id.clone(), gw) {
-        tokio::spawn(async move { old.shutdown().await });
-    }
-    next.defs.insert(id.clone(), (def, Origin::Database));
     app.swap(next);
-    let view = app.catalog().gateway_view(&id, app.registry);
+    let cat = app.catalog();
+    let view = match kind {
+        DefKind::Gateway => cat.gateway_view(id, app.registry),
+        DefKind::Route => cat.route_view(id),
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, axum::Json(view)).into_response())
+}
+
+/// `DELETE /v1/gateways/{id}` and `DELETE /v1/routes/{name}`.
+async fn delete_def(app: &App, kind: DefKind, id: &str) -> Result<Response, Problem> {
+    let _edit = app.edits.lock().await;
+    let cat = app.catalog();
+    let (what, origin) = match kind {
+        DefKind::Gateway => ("gateway", cat.defs.get(id).map(|(_, o)| *o)),
+        DefKind::Route => ("route", cat.routes.get(id).map(|(_, o)| *o)),
+    };
+    match origin {
+        Some(Origin::File) => return Err(read_only(what, id)),
+        None => return Err(Problem::not_found(format!("no {what} '{id}'"))),
+        Some(Origin::Database) => {}
+    }
+    let users = match kind {
+        DefKind::Gateway => cat.routes_using(id),
+        DefKind::Route => Vec::new(),
+    };
+    if !users.is_empty() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "in use",
+            format!(
+                "gateway '{id}' is used by route(s) {}; change them first",
+                users.join(", ")
+            ),
+        ));
+    }
+    let mut next = (*cat).clone();
+    next.defs.shift_remove(id);
+    next.routes.shift_remove(id);
+    let old = next.gateways.shift_remove(id);
+    next.rebuild_router()
+        .map_err(|e| Problem::new(StatusCode::CONFLICT, "in use", e.to_string()))?;
+    app.queue
+        .delete_def(kind, id)
+        .await
+        .map_err(Problem::store)?;
+    app.swap(next);
+    if let Some(old) = old {
+        tokio::spawn(async move { old.shutdown().await });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /v1/gateways/{id}`
@@ -158,24 +233,7 @@ pub(crate) async fn delete_gateway(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     auth(&app, &headers, Scope::Admin).await?;
-    let _edit = app.edits.lock().await;
-    let cat = app.catalog();
-    match cat.defs.get(&id) {
-        Some((_, Origin::File)) => return Err(read_only("gateway", &id)),
-        None => return Err(Problem::not_found(format!("no gateway '{id}'"))),
-        Some(_) => {}
-    }
-    app.queue
-        .delete_def(DefKind::Gateway, &id)
-        .await
-        .map_err(Problem::store)?;
-    let mut next = (*cat).clone();
-    next.defs.shift_remove(&id);
-    if let Some(old) = next.gateways.shift_remove(&id) {
-        tokio::spawn(async move { old.shutdown().await });
-    }
-    app.swap(next);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_def(&app, DefKind::Gateway, &id).await
 }
 
 /// The body of `POST /v1/gateways/{id}/test`.
@@ -292,41 +350,24 @@ pub(crate) async fn put_route(
         return Err(read_only("route", &name));
     }
     if cat.defs.contains_key(&name) {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "identifier taken",
-            format!("'{name}' is already the id of a gateway"),
-        ));
+        return Err(taken(&name, "gateway"));
     }
     let v: Value = parse_json(&body)?;
-    let route = catalog::route_from_json(&v).map_err(Problem::invalid)?;
-    let unknown: Vec<FieldProblem> = route
-        .gateways
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| !cat.defs.contains_key(*g))
-        .map(|(i, g)| FieldProblem {
-            field: format!("gateways[{i}]"),
-            message: format!("no gateway '{g}'"),
-        })
-        .collect();
-    if !unknown.is_empty() {
-        return Err(Problem::invalid(unknown));
-    }
-    let created = app
-        .queue
-        .put_def(&catalog::stored(DefKind::Route, &name, route.body.clone()))
-        .await
-        .map_err(Problem::store)?;
+    // smsgw-routing's checks, as `smsgw check` runs them, every problem at once.
+    let table = catalog::route_from_json(&name, &v, |g| cat.gateways.contains_key(g))
+        .map_err(Problem::invalid)?;
     let mut next = (*cat).clone();
-    next.routes.insert(name.clone(), (route, Origin::Database));
-    app.swap(next);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    next.routes.insert(name.clone(), (table, Origin::Database));
+    let stored = match next.route_view(&name) {
+        Some(Value::Object(mut o)) => {
+            o.remove("name");
+            o.remove("origin");
+            Value::Object(o)
+        }
+        other => other.unwrap_or_default(),
     };
-    Ok((status, axum::Json(app.catalog().route_view(&name))).into_response())
+    let none = GatewayDef::default();
+    store_and_swap(&app, DefKind::Route, &name, stored, next, &none).await
 }
 
 /// `DELETE /v1/routes/{name}`
@@ -336,21 +377,7 @@ pub(crate) async fn delete_route(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     auth(&app, &headers, Scope::Admin).await?;
-    let _edit = app.edits.lock().await;
-    let cat = app.catalog();
-    match cat.routes.get(&name) {
-        Some((_, Origin::File)) => return Err(read_only("route", &name)),
-        None => return Err(Problem::not_found(format!("no route '{name}'"))),
-        Some(_) => {}
-    }
-    app.queue
-        .delete_def(DefKind::Route, &name)
-        .await
-        .map_err(Problem::store)?;
-    let mut next = (*cat).clone();
-    next.routes.shift_remove(&name);
-    app.swap(next);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_def(&app, DefKind::Route, &name).await
 }
 
 /// `GET /v1/tokens`: names and scopes, never hashes.

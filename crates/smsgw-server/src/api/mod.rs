@@ -20,8 +20,9 @@ use tokio::sync::Notify;
 
 use crate::auth::TokenCache;
 use crate::catalog::{Catalog, SharedCatalog};
+use crate::dispatch::Dispatcher;
 use crate::problem::Problem;
-use crate::worker::{Dispatcher, Waiters};
+use crate::worker::Waiters;
 
 /// The largest request body, except for batches.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -45,6 +46,12 @@ pub(crate) struct AppInner {
     pub edits: tokio::sync::Mutex<()>,
     /// Kannel's default `smsc` (a gateway or route name).
     pub default_target: Option<String>,
+    /// Where gateway rates are kept (for catalogs built later).
+    pub shared_rate: Option<Arc<dyn smsgw_routing::SharedRate>>,
+    /// Turns true at shutdown (for tasks started later, such as receipts of a new gateway).
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// How long sends in flight may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 pub(crate) type App = Arc<AppInner>;

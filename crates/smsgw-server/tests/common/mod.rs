@@ -80,12 +80,17 @@ pub async fn env() -> Env {
 }
 
 pub async fn env_with(tweak: impl FnOnce(&mut ServerOptions)) -> Env {
+    env_with_config("", tweak).await
+}
+
+/// A server whose configuration is [`config`] followed by `extra` (routes, limits …).
+pub async fn env_with_config(extra: &str, tweak: impl FnOnce(&mut ServerOptions)) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let sink = HttpSink::start().await.unwrap();
     let db = dir.path().join("smsgw.db");
     let send = make_token(&db, "app", "send").await;
     let admin = make_token(&db, "ops", "admin").await;
-    let mut o = options(dir.path(), &config(&sink));
+    let mut o = options(dir.path(), &format!("{}{extra}", config(&sink)));
     tweak(&mut o);
     let server = smsgw_server::start(o).await.unwrap();
     let base = format!("http://{}", server.addr());
@@ -122,6 +127,19 @@ impl Env {
             .send()
             .await
             .unwrap()
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or_default())
     }
 
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
