@@ -4,14 +4,16 @@ import { api, ApiError, entries, origin, providers, seg } from './api.js';
 import { errorBox, fill, flash, h, table } from './dom.js';
 import { Form, Rows, idPart, secretInput } from './forms.js';
 
-/** The health columns, from whatever the server reports (the breaker exists only with routes). */
+/** The health column: the circuit breaker and the share of recent attempts that failed. */
 function health(g) {
-  const breaker = g.breaker ?? g.breaker_state ?? g.health?.breaker ?? g.circuit ?? null;
-  const rate = g.failure_rate ?? g.recent_failure_rate ?? g.health?.failure_rate ?? null;
-  const parts = [];
-  if (breaker !== null) parts.push(`breaker ${typeof breaker === 'object' ? (breaker.state ?? JSON.stringify(breaker)) : breaker}`);
-  if (typeof rate === 'number') parts.push(`${Math.round(rate * 1000) / 10}% failed recently`);
-  return parts.length ? parts.join(', ') : '—';
+  const b = g.breaker;
+  if (!b || typeof b !== 'object') return '—';
+  const parts = [`breaker ${String(b.state).replace('_', '-')}`];
+  if (b.state === 'open' && b.open_until) parts.push(`until ${new Date(b.open_until).toLocaleTimeString()}`);
+  if (b.recent_attempts > 0) {
+    parts.push(`${Math.round((1000 * b.recent_failures) / b.recent_attempts) / 10}% of the last ${b.recent_attempts} attempts failed`);
+  }
+  return parts.join(', ');
 }
 
 export async function listGateways(main) {

@@ -68,6 +68,56 @@ class Order {
   }
 }
 
+/**
+ * The rules, editable: each a number pattern and the gateways it sends through (comma-separated,
+ * in order). Fields are registered as `rules[i].match` / `rules[i].gateways`, the keys the
+ * server's problems use, so that a bad pattern is shown beside its field.
+ */
+class Rules {
+  constructor(form, rules, disabled) {
+    this.form = form;
+    this.disabled = disabled;
+    this.rows = rules.map((r) => ({ match: r.match ?? '', gateways: (r.gateways || []).join(', ') }));
+    this.list = h('div', { class: 'rules', id: 'route-rules' });
+    this.add = disabled ? null : h('button', { type: 'button', class: 'secondary', id: 'rule-add' }, 'Add a rule');
+    if (this.add) this.add.addEventListener('click', () => { this.read(); this.rows.push({ match: '', gateways: '' }); this.render(this.rows.length - 1); });
+    this.render();
+  }
+
+  // Takes what was typed into the rows (before a redraw or a save).
+  read() {
+    this.rows.forEach((r, i) => {
+      for (const k of ['match', 'gateways']) {
+        const f = this.form.fields.get(`rules[${i}].${k}`);
+        if (f) r[k] = f.control.value;
+      }
+    });
+  }
+
+  render(focus) {
+    for (const k of [...this.form.fields.keys()]) if (k.startsWith('rules[')) this.form.fields.delete(k);
+    fill(this.list, this.rows.map((r, i) => {
+      const match = h('input', { type: 'text', value: r.match, disabled: this.disabled, spellcheck: 'false', autocomplete: 'off', placeholder: '^\\+49' });
+      const gws = h('input', { type: 'text', value: r.gateways, disabled: this.disabled, spellcheck: 'false', autocomplete: 'off' });
+      const remove = this.disabled ? null : h('button', { type: 'button', class: 'small secondary', 'aria-label': `Remove rule ${i + 1}`,
+        onclick: () => { this.read(); this.rows.splice(i, 1); this.render(); if (this.add) this.add.focus(); } }, 'Remove');
+      return h('div', { class: 'rule', 'data-rule': String(i) },
+        this.form.field(`rules[${i}].match`, `Rule ${i + 1}: numbers matching`, match, { id: `rule-${i}-match`, hint: 'A regular expression on the phone number; the first rule that matches wins.' }),
+        this.form.field(`rules[${i}].gateways`, `Rule ${i + 1}: gateways, in order`, gws, { id: `rule-${i}-gateways`, hint: 'Gateway ids separated by commas.' }),
+        remove);
+    }));
+    if (focus !== undefined) {
+      const f = this.form.fields.get(`rules[${focus}].match`);
+      if (f) f.control.focus();
+    }
+  }
+
+  value() {
+    this.read();
+    return this.rows.map((r) => ({ match: r.match, gateways: r.gateways.split(',').map((g) => g.trim()).filter(Boolean) }));
+  }
+}
+
 const num = (v) => (v === '' ? undefined : (Number.isFinite(Number(v)) ? Number(v) : v));
 
 export async function routeForm(main, name) {
@@ -91,7 +141,7 @@ export async function routeForm(main, name) {
   const onUnknown = h('select', { disabled: readOnly },
     h('option', { value: '' }, 'default (stop)'),
     ['stop', 'failover'].map((v) => h('option', { value: v, selected: r.on_unknown === v }, v)));
-  const rules = Array.isArray(r.rules) ? r.rules : [];
+  const rules = new Rules(form, Array.isArray(r.rules) ? r.rules : [], readOnly);
   const save = h('button', { type: 'submit', id: 'save' }, 'Save');
   const el = h('form', { id: 'route-form', novalidate: true },
     form.summary,
@@ -101,8 +151,9 @@ export async function routeForm(main, name) {
       readOnly ? null : form.field('gateways', 'Add a gateway', order.control, { el: order.adder, id: 'route-gateways-pick' })),
     deadline.el, retries.el, backoff.el,
     form.field('on_unknown', 'When the outcome is unknown', onUnknown, { id: 'rt-on_unknown', hint: 'stop: report it (the message may have been sent); failover: try the next gateway, the message may arrive twice.' }),
-    rules.length ? h('fieldset', {}, h('legend', {}, 'Rules (kept as they are)'),
-      h('ul', {}, rules.map((x) => h('li', {}, `${x.match ?? ''} → ${(x.gateways || []).join(', ')}`)))) : null,
+    h('fieldset', {}, h('legend', {}, 'Rules'),
+      h('p', { class: 'hint' }, 'Optional: numbers that match a rule go through its gateways instead of the list above.'),
+      rules.list, rules.add),
     readOnly ? null : h('div', { class: 'actions' }, save, h('a', { href: '#/routes', class: 'button secondary' }, 'Cancel')));
 
   el.addEventListener('submit', async (e) => {
@@ -115,7 +166,8 @@ export async function routeForm(main, name) {
       if (v !== undefined) body[f.key] = v;
     }
     if (onUnknown.value) body.on_unknown = onUnknown.value;
-    if (rules.length) body.rules = rules;
+    const ruleList = rules.value();
+    if (ruleList.length) body.rules = ruleList;
     save.disabled = true;
     try {
       if (isNew) {

@@ -6,7 +6,9 @@
 //! fixed), see `<script>` in its description shown as text, send a test SMS and see it arrive at
 //! the sink and as `sent` in the message list and its detail, edit the gateway without seeing
 //! its secret (kept when untouched, replaced when typed), see the file-defined gateway
-//! read-only, use the page on a phone-sized screen, order a route's gateways, delete the gateway,
+//! read-only, use the page on a phone-sized screen, order a route's gateways and add a rule (a bad
+//! pattern shown beside its field, then fixed), send a test SMS through the route, see the
+//! breaker state in the gateway list, delete the gateway,
 //! sign out, and be asked to sign in again when the token is revoked. Screenshots of each page
 //! go to `target/admin-screenshots/`.
 
@@ -292,7 +294,7 @@ async fn phone_screen(b: &Browser) {
     b.client.set_window_size(1280, 900).await.unwrap();
 }
 
-async fn route_with_gateway_order(b: &Browser) {
+async fn route_with_gateway_order(b: &Browser, s: &TestServer) {
     b.open("/#/routes").await;
     b.click("#new-route").await;
     b.fill("#rt-name", "otp").await;
@@ -320,11 +322,45 @@ async fn route_with_gateway_order(b: &Browser) {
         .await
         .unwrap();
     assert_eq!(first.as_deref(), Some(FILE_GATEWAY));
+    // A rule with a bad pattern: the server's problem is shown beside the rule's field.
+    b.click("#rule-add").await;
+    b.fill("#rule-0-match", "(").await;
+    b.fill("#rule-0-gateways", GW).await;
     b.screenshot("10-route-form").await;
+    b.click("#save").await;
+    let err = b.text_shown("#rule-0-match-error").await;
+    assert!(!err.trim().is_empty(), "a problem beside the rule's pattern");
+    b.text_contains("#rt-summary", "rules[0].match").await;
+    b.fill("#rule-0-match", "^\\+49").await;
     b.click("#save").await;
     b.text_contains("#routes", &format!("{FILE_GATEWAY} → {GW}"))
         .await;
     b.screenshot("11-routes").await;
+    // The rule is kept, and a test SMS through the route shows which gateway took it.
+    b.open("/#/routes/otp").await;
+    assert_eq!(
+        b.el("#rule-0-match")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("^\\+49")
+    );
+    s.sink.clear();
+    b.open("/#/test/route/otp").await;
+    b.fill("#test-to", PHONE).await;
+    b.fill("#test-text", "via the route").await;
+    b.click("#send-test").await;
+    b.text_contains("#outcome h2", "sent").await;
+    let attempts = b.text_contains("#outcome .attempts", GW).await;
+    assert!(!attempts.contains(FILE_GATEWAY), "the rule chose {GW}: {attempts}");
+    assert_eq!(s.sink.wait_for_requests(1, WAIT).await.len(), 1);
+    b.screenshot("12-route-test").await;
+    // The gateway list shows each gateway's breaker and recent failures.
+    b.open("/#/gateways").await;
+    let row = b.text_contains("#gateways", "breaker closed").await;
+    assert!(row.contains("0% of the last"), "{row}");
     b.open("/#/routes/otp").await;
     b.click("#delete").await;
     b.click("#delete-confirm").await;
@@ -378,7 +414,7 @@ async fn an_admin_session_end_to_end() {
     edit_secret(&b, &s).await;
     file_gateway_is_read_only(&b).await;
     phone_screen(&b).await;
-    route_with_gateway_order(&b).await;
+    route_with_gateway_order(&b, &s).await;
     delete_gateway(&b).await;
     sign_out_and_revoked_token(&b, &s).await;
     b.close().await;
