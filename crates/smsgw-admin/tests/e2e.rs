@@ -329,7 +329,10 @@ async fn route_with_gateway_order(b: &Browser, s: &TestServer) {
     b.screenshot("10-route-form").await;
     b.click("#save").await;
     let err = b.text_shown("#rule-0-match-error").await;
-    assert!(!err.trim().is_empty(), "a problem beside the rule's pattern");
+    assert!(
+        !err.trim().is_empty(),
+        "a problem beside the rule's pattern"
+    );
     b.text_contains("#rt-summary", "rules[0].match").await;
     b.fill("#rule-0-match", "^\\+49").await;
     b.click("#save").await;
@@ -354,7 +357,10 @@ async fn route_with_gateway_order(b: &Browser, s: &TestServer) {
     b.click("#send-test").await;
     b.text_contains("#outcome h2", "sent").await;
     let attempts = b.text_contains("#outcome .attempts", GW).await;
-    assert!(!attempts.contains(FILE_GATEWAY), "the rule chose {GW}: {attempts}");
+    assert!(
+        !attempts.contains(FILE_GATEWAY),
+        "the rule chose {GW}: {attempts}"
+    );
     assert_eq!(s.sink.wait_for_requests(1, WAIT).await.len(), 1);
     b.screenshot("12-route-test").await;
     // The gateway list shows each gateway's breaker and recent failures.

@@ -358,43 +358,76 @@ pub(crate) fn spawn_receipts(
     }
 }
 
+/// Receipts that came before their message's outcome was recorded (an SMSC may answer the
+/// submit and send the receipt at once), kept this long and tried again.
+const EARLY_RECEIPT_TTL: Duration = Duration::from_secs(60);
+/// At most this many such receipts wait per gateway; more are dropped with a warning.
+const EARLY_RECEIPTS_MAX: usize = 10_000;
+
 /// Records the delivery receipts of gateway `g`, if it reports them, until it is closed.
 pub(crate) fn spawn_receipts_of(
     g: &smsgw_core::Gateway,
     queue: &Arc<dyn Queue>,
     mut stop: watch::Receiver<bool>,
 ) {
-    {
-        let Some(mut rx) = g.delivery_reports() else {
-            return;
-        };
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            loop {
-                let report = tokio::select! {
-                    r = rx.recv() => r,
-                    _ = stop.changed() => return,
-                };
-                let report = match report {
-                    Ok(r) => r,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "delivery receipts were dropped (too many at once)"
-                        );
-                        continue;
+    let Some(mut rx) = g.delivery_reports() else {
+        return;
+    };
+    let queue = queue.clone();
+    tokio::spawn(async move {
+        let mut early: std::collections::VecDeque<(Receipt, tokio::time::Instant)> =
+            Default::default();
+        let mut retry = tokio::time::interval(Duration::from_millis(250));
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let report = tokio::select! {
+                r = rx.recv() => r,
+                _ = retry.tick(), if !early.is_empty() => {
+                    let now = tokio::time::Instant::now();
+                    for _ in 0..early.len() {
+                        let Some((r, until)) = early.pop_front() else { break };
+                        if !record(&*queue, &r).await && now < until {
+                            early.push_back((r, until));
+                        }
                     }
-                    Err(_) => return,
-                };
-                let receipt = Receipt {
-                    gateway: report.gateway.clone(),
-                    provider_id: report.message_id.clone(),
-                    delivered: report.state.eq_ignore_ascii_case("DELIVRD"),
-                };
-                if let Err(e) = queue.record_receipt(&receipt).await {
-                    tracing::error!(error = %e, "cannot record a delivery receipt");
+                    continue;
+                }
+                _ = stop.changed() => return,
+            };
+            let report = match report {
+                Ok(r) => r,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "delivery receipts were dropped (too many at once)"
+                    );
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let receipt = Receipt {
+                gateway: report.gateway.clone(),
+                provider_id: report.message_id.clone(),
+                delivered: report.state.eq_ignore_ascii_case("DELIVRD"),
+            };
+            if !record(&*queue, &receipt).await {
+                if early.len() >= EARLY_RECEIPTS_MAX {
+                    tracing::warn!(gateway = %receipt.gateway, "too many receipts for unknown messages; one dropped");
+                } else {
+                    early.push_back((receipt, tokio::time::Instant::now() + EARLY_RECEIPT_TTL));
                 }
             }
-        });
+        }
+    });
+}
+
+/// Records a receipt; false when no message has that gateway id (yet).
+async fn record(queue: &dyn Queue, r: &Receipt) -> bool {
+    match queue.record_receipt(r).await {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a delivery receipt");
+            true
+        }
     }
 }
