@@ -322,17 +322,20 @@ async fn route_with_gateway_order(b: &Browser, s: &TestServer) {
         .await
         .unwrap();
     assert_eq!(first.as_deref(), Some(FILE_GATEWAY));
+    b.screenshot("10-route-form").await;
     // A rule with a bad pattern: the server's problem is shown beside the rule's field.
     b.click("#rule-add").await;
     b.fill("#rule-0-match", "(").await;
     b.fill("#rule-0-gateways", GW).await;
-    b.screenshot("10-route-form").await;
     b.click("#save").await;
     let err = b.text_shown("#rule-0-match-error").await;
     assert!(
         !err.trim().is_empty(),
         "a problem beside the rule's pattern"
     );
+    b.js("document.getElementById('rule-0-match').scrollIntoView({block: 'center'}); return null")
+        .await;
+    b.screenshot("10b-route-rule-problem").await;
     b.text_contains("#rt-summary", "rules[0].match").await;
     b.fill("#rule-0-match", "^\\+49").await;
     b.click("#save").await;
