@@ -23,6 +23,9 @@ use std::sync::LazyLock;
 #[path = "../../crates/smsgw-cli/src/recipients.rs"]
 mod reader;
 
+/// The longest line `send --file` reads (its reader's bound), for the `recipients` target to cross.
+pub const MAX_RECIPIENT_LINE: usize = reader::MAX_LINE;
+
 /// Some factories may start tasks when built; give them a runtime as the CLI does.
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()
