@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod fuzz;
+
 const HELP: &str = "\
 cargo xtask <command>
 
@@ -20,8 +22,10 @@ cargo xtask <command>
   bench serve [ARGS...]    the `smsgw serve` benchmark (smsgw-server's bench_serve example)
   bench nats [ARGS...]     the scale-out benchmark (smsgw-nats's bench_nats example)
   fuzz [--time SECONDS] [--seed N] [TARGET...]
-                           every fuzz target of fuzz/: its corpus, then random mutations for
-                           SECONDS in all (default 20); see docs/security.md
+                           the bolero fuzz targets of fuzz/ on stable: each replays its corpus
+                           and findings, then random inputs for SECONDS in all (default 20,
+                           at least 1 s a target; 0: the corpus only); --seed replays the
+                           input a failure printed as BOLERO_RANDOM_SEED; see docs/security.md
 ";
 
 fn main() -> ExitCode {
@@ -38,7 +42,7 @@ fn main() -> ExitCode {
             Some("nats") => example("smsgw-nats", "bench_nats", &args[2..]),
             _ => bench(&args[1..]),
         },
-        Some("fuzz") => fuzz(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -145,21 +149,6 @@ fn example(package: &str, name: &str, args: &[String]) -> Result<(), String> {
             package,
             "--example",
             name,
-            "--",
-        ])
-        .args(args))
-}
-
-/// The fuzz targets (a debug build: overflow checks and debug assertions find more).
-fn fuzz(args: &[String]) -> Result<(), String> {
-    run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "smsgw-fuzz",
-            "--bin",
-            "smsgw-fuzz",
             "--",
         ])
         .args(args))
