@@ -8,14 +8,13 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use smsgw_nats::worker::{WorkerOptions, run_worker};
 use smsgw_nats::{NatsOptions, NatsQueue};
 use smsgw_queue::{NewMessage, Queue, Target};
 use smsgw_sinks::http::HttpSink;
-use support::{NatsServer, gateways, http_gateway};
+use support::{NatsServer, Worker, http_gateway};
 
 struct Args {
     messages: usize,
@@ -94,35 +93,14 @@ async fn accept(url: &str, n: usize, offset: usize) -> f64 {
     rates.iter().sum::<f64>() / rates.len() as f64
 }
 
-/// Runs `workers` workers (each its own connection, concurrency 64) until the sink has `n`
-/// more messages; returns messages/s.
-async fn drain(url: &str, sink: &HttpSink, config: &str, workers: usize, n: usize) -> f64 {
+/// Runs `workers` of the server's delivery workers (what `smsgw worker` runs; each its own
+/// connection, concurrency 64) until the sink has `n` more messages; returns messages/s.
+async fn drain(url: &str, sink: &HttpSink, config: &Path, workers: usize, n: usize) -> f64 {
     let before = sink.recorder().len();
-    let mut stops = Vec::new();
-    let mut handles = Vec::new();
+    let mut running = Vec::new();
     let started = Instant::now();
     for _ in 0..workers {
-        let q = Arc::new(
-            NatsQueue::connect(url, NatsOptions::default())
-                .await
-                .expect("connect"),
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        stops.push(stop);
-        let opts = WorkerOptions {
-            concurrency: 64,
-            idle_poll: Duration::from_millis(5),
-            ..Default::default()
-        };
-        handles.push(tokio::spawn(run_worker(
-            q,
-            Arc::new(gateways(config)),
-            None,
-            opts,
-            async move {
-                let _ = stopped.await;
-            },
-        )));
+        running.push(Worker::start(url, NatsOptions::default(), config, 64).await);
     }
     let until = Instant::now() + Duration::from_secs(60);
     while sink.recorder().len() < before + n {
@@ -133,11 +111,8 @@ async fn drain(url: &str, sink: &HttpSink, config: &str, workers: usize, n: usiz
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    for s in stops {
-        let _ = s.send(());
-    }
-    for h in handles {
-        let _ = h.await;
+    for w in running {
+        w.stop().await;
     }
     rate
 }
@@ -148,7 +123,9 @@ async fn main() {
     let nats = NatsServer::start();
     let sink = HttpSink::start().await.expect("sink");
     sink.faults().always(smsgw_sinks::Fault::Delay(a.latency));
-    let config = http_gateway("sink", &sink.url());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("smsgw.toml");
+    std::fs::write(&config, http_gateway("sink", &sink.url())).expect("config file");
 
     let accepted_1 = accept(&nats.url(), a.messages, 0).await;
     let one = drain(&nats.url(), &sink, &config, 1, a.messages).await;

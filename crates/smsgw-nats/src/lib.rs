@@ -50,7 +50,6 @@ mod rate;
 mod records;
 pub mod status;
 mod work;
-pub mod worker;
 
 pub use rate::RateLimiter;
 pub use status::QueueStatus;

@@ -9,14 +9,12 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smsgw_nats::worker::{WorkerOptions, run_worker};
 use smsgw_nats::{NatsOptions, NatsQueue};
 use smsgw_queue::{NewMessage, Queue, Status, Target};
 use smsgw_sinks::http::HttpSink;
-use support::{NatsServer, gateways, http_gateway};
+use support::{NatsServer, Worker, http_gateway};
 use tokio::io::AsyncReadExt;
 
 const MESSAGES: usize = 5_000;
@@ -46,18 +44,14 @@ fn main() {
 async fn child_worker() {
     let url = std::env::var("SMSGW_NATS_URL").expect("url");
     let sink = std::env::var("SMSGW_NATS_SINK").expect("sink");
-    let q = Arc::new(NatsQueue::connect(&url, opts()).await.expect("connect"));
-    let gws = Arc::new(gateways(&http_gateway("sms1", &sink)));
-    let stdin_closed = async {
-        let mut buf = [0u8; 64];
-        let mut stdin = tokio::io::stdin();
-        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
-    };
-    let wopts = WorkerOptions {
-        concurrency: 32,
-        ..WorkerOptions::default()
-    };
-    run_worker(q, gws, None, wopts, stdin_closed).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("smsgw.toml");
+    std::fs::write(&config, http_gateway("sms1", &sink)).expect("config file");
+    let worker = Worker::start(&url, opts(), &config, 32).await;
+    let mut buf = [0u8; 64];
+    let mut stdin = tokio::io::stdin();
+    while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    worker.stop().await;
 }
 
 fn spawn_worker(url: &str, sink: &str) -> Child {
