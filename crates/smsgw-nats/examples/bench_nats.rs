@@ -4,6 +4,10 @@
 //! starts its own on a free loopback port with a temporary store.
 //!
 //! Options: `--messages N` (default 6000), `--latency-ms MS` (default 20), `--json`.
+//!
+//! Next to each rate it prints the CPU seconds the broker and this process (workers, sink and
+//! API nodes) spent per 1000 messages, and the load average: where the machine's cores, not
+//! the gateway's latency, are the limit, more workers cannot help.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -93,15 +97,47 @@ async fn accept(url: &str, n: usize, offset: usize) -> f64 {
     rates.iter().sum::<f64>() / rates.len() as f64
 }
 
+/// CPU seconds process `pid` ("self" for this one) has used so far (user + system, from
+/// `/proc`; 0 where there is no `/proc`).
+fn cpu_s(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks are 1/100 s on Linux (USER_HZ).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of the broker and of this process.
+fn cpu(nats: &NatsServer) -> (f64, f64) {
+    let broker = nats.pid().map(|p| cpu_s(&p.to_string())).unwrap_or(0.0);
+    (broker, cpu_s("self"))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// Runs `workers` of the server's delivery workers (what `smsgw worker` runs; each its own
 /// connection, concurrency 64) until the sink has `n` more messages; returns messages/s.
 async fn drain(url: &str, sink: &HttpSink, config: &Path, workers: usize, n: usize) -> f64 {
     let before = sink.recorder().len();
-    let mut running = Vec::new();
-    let started = Instant::now();
+    // Connected first, so that the clock counts sending, not connecting.
+    let mut queues = Vec::new();
     for _ in 0..workers {
-        running.push(Worker::start(url, NatsOptions::default(), config, 64).await);
+        let q = NatsQueue::connect(url, NatsOptions::default()).await;
+        queues.push(q.expect("connect"));
     }
+    let started = Instant::now();
+    let running: Vec<Worker> = queues
+        .into_iter()
+        .map(|q| Worker::spawn(q, config, 64))
+        .collect();
     let until = Instant::now() + Duration::from_secs(60);
     while sink.recorder().len() < before + n {
         assert!(
@@ -127,10 +163,21 @@ async fn main() {
     let config = dir.path().join("smsgw.toml");
     std::fs::write(&config, http_gateway("sink", &sink.url())).expect("config file");
 
+    let load_before = load_average();
     let accepted_1 = accept(&nats.url(), a.messages, 0).await;
+    let c0 = cpu(&nats);
     let one = drain(&nats.url(), &sink, &config, 1, a.messages).await;
+    let c1 = cpu(&nats);
     let accepted_2 = accept(&nats.url(), a.messages, a.messages).await;
+    let c2 = cpu(&nats);
     let three = drain(&nats.url(), &sink, &config, 3, a.messages).await;
+    let c3 = cpu(&nats);
+    let load_after = load_average();
+    let per_1000 = |from: (f64, f64), to: (f64, f64)| {
+        let k = a.messages as f64 / 1000.0;
+        ((to.0 - from.0) / k, (to.1 - from.1) / k)
+    };
+    let (cpu_one, cpu_three) = (per_1000(c0, c1), per_1000(c2, c3));
     let ratio = three / one;
     let accepted = (accepted_1 + accepted_2) / 2.0;
     if a.json {
@@ -141,6 +188,11 @@ async fn main() {
                 "one_worker_per_s": one.round(), "three_workers_per_s": three.round(),
                 "ratio": (ratio * 100.0).round() / 100.0, "goal_ratio": 2.7,
                 "accepted_per_s_per_api_node": accepted.round(),
+                "cpu_s_per_1000": {
+                    "one_worker": {"broker": cpu_one.0, "bench_process": cpu_one.1},
+                    "three_workers": {"broker": cpu_three.0, "bench_process": cpu_three.1},
+                },
+                "load_average": {"before": load_before, "after": load_after},
             })
         );
     } else {
@@ -148,9 +200,16 @@ async fn main() {
             "nats: sink latency {:?}, {} messages per run",
             a.latency, a.messages
         );
-        println!("  one worker (concurrency 64):    {one:>8.0} msg/s");
-        println!("  three workers (concurrency 64): {three:>8.0} msg/s");
+        println!(
+            "  one worker (concurrency 64):    {one:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+            cpu_one.0, cpu_one.1
+        );
+        println!(
+            "  three workers (concurrency 64): {three:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+            cpu_three.0, cpu_three.1
+        );
         println!("  ratio {ratio:.2} (goal >= 2.7)");
         println!("  accepted per API node (2 nodes, batches of 500): {accepted:>8.0} msg/s");
+        println!("  load average before: {load_before}; after: {load_after}");
     }
 }

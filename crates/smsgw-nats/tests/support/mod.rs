@@ -84,6 +84,11 @@ impl NatsServer {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `nats://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
@@ -144,6 +149,11 @@ impl Worker {
         let q = smsgw_nats::NatsQueue::connect(url, opts)
             .await
             .expect("the worker connects");
+        Worker::spawn(q, config, concurrency)
+    }
+
+    /// Starts sending from `q`, already connected.
+    pub fn spawn(q: smsgw_nats::NatsQueue, config: &Path, concurrency: usize) -> Worker {
         let mut o = smsgw_server::ServerOptions::new(([127, 0, 0, 1], 0).into(), PathBuf::new());
         o.config = Some(config.to_owned());
         o.worker.concurrency = concurrency;
