@@ -156,9 +156,10 @@ fn two_api_nodes_three_workers_one_killed() {
         .build()
         .expect("runtime");
     let sink = rt.block_on(HttpSink::start()).expect("sink");
-    // A little latency, so that the killed worker has sends in flight.
+    // Latency, so that every worker has sends in flight most of the time (the kill must hit
+    // some).
     sink.faults()
-        .always(smsgw_sinks::Fault::Delay(Duration::from_millis(5)));
+        .always(smsgw_sinks::Fault::Delay(Duration::from_millis(50)));
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("smsgw.toml");
     std::fs::write(&cfg, nats::http_gateway("sms1", &sink.url())).expect("config file");
@@ -270,6 +271,11 @@ fn two_api_nodes_three_workers_one_killed() {
     assert!(
         received.keys().all(|t| posted.contains(t)),
         "the sink got a message nobody posted"
+    );
+    // Without this the test would not show what it is for: a kill with sends in flight.
+    assert!(
+        flagged > 0,
+        "the killed worker held no messages: no send was in flight when it died"
     );
     eprintln!(
         "{MESSAGES} messages over 2 API nodes, all sent; {flagged} flagged as possible \
