@@ -178,24 +178,29 @@ fn two_api_nodes_three_workers_one_killed() {
         cluster.api_node(&cfg, &dir.path().join("a.db"), &url),
         cluster.api_node(&cfg, &dir.path().join("b.db"), &url),
     ];
-    let victim = cluster.worker(&cfg, &url);
-    for _ in 0..2 {
-        cluster.worker(&cfg, &url);
-    }
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
 
-    // Post everything (32 requests in flight, alternating nodes); kill the first worker once
-    // a quarter has reached the sink.
+    // Post everything (32 requests in flight, alternating nodes). The first half waits for the
+    // workers, so that there is a backlog and every worker is busy; the second half is posted
+    // while they send. The first worker is killed once a quarter has reached the sink.
+    const CHUNK: usize = 50;
     let until = Instant::now() + Duration::from_secs(300);
     let mut ids: Vec<(String, String)> = Vec::with_capacity(MESSAGES);
     let mut killed = false;
-    for chunk in 0..(MESSAGES / 250) {
+    let mut victim = None;
+    for chunk in 0..(MESSAGES / CHUNK) {
+        if chunk * CHUNK == MESSAGES / 2 {
+            victim = Some(cluster.worker(&cfg, &url));
+            for _ in 0..2 {
+                cluster.worker(&cfg, &url);
+            }
+        }
         let posted: Vec<(String, String)> = rt.block_on(
-            futures::stream::iter(chunk * 250..(chunk + 1) * 250)
+            futures::stream::iter(chunk * CHUNK..(chunk + 1) * CHUNK)
                 .map(|i| {
                     let (http, base, token) = (&http, &nodes[i % 2], &token);
                     async move {
@@ -207,11 +212,12 @@ fn two_api_nodes_three_workers_one_killed() {
                 .collect(),
         );
         ids.extend(posted);
-        if !killed && sink.recorder().len() >= MESSAGES / 4 {
-            cluster.kill_9(victim);
+        if let Some(v) = victim.filter(|_| !killed && sink.recorder().len() >= MESSAGES / 4) {
+            cluster.kill_9(v);
             killed = true;
         }
     }
+    let victim = victim.expect("workers started");
     while !killed {
         if sink.recorder().len() >= MESSAGES / 4 {
             cluster.kill_9(victim);
