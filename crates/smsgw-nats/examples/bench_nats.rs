@@ -4,18 +4,22 @@
 //! starts its own on a free loopback port with a temporary store.
 //!
 //! Options: `--messages N` (default 6000), `--latency-ms MS` (default 20), `--json`.
+//!
+//! Next to each rate it prints the CPU seconds the broker and this process (workers, sink and
+//! API nodes) spent per 1000 messages, and the load average: where the machine's cores, not
+//! the gateway's latency, are the limit, more workers cannot help.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smsgw_nats::worker::{WorkerOptions, run_worker};
 use smsgw_nats::{NatsOptions, NatsQueue};
-use smsgw_queue::{NewMessage, Queue, Target};
+use smsgw_queue::{Queue, Scope, TokenRecord, now_ms};
 use smsgw_sinks::http::HttpSink;
-use support::{NatsServer, gateways, http_gateway};
+use support::{NatsServer, Worker, http_gateway};
 
 struct Args {
     messages: usize,
@@ -52,78 +56,123 @@ fn args() -> Args {
     a
 }
 
-fn batch(n: usize, from: usize) -> Vec<NewMessage> {
-    (from..from + n)
-        .map(|i| NewMessage {
-            to: "+491511234567".into(),
-            text: format!("b{i}"),
-            target: Target::Gateway("sink".into()),
-            metadata: None,
-            callback_url: None,
-            idempotency_key: None,
+/// Two API nodes (`smsgw serve --queue` without a worker: the server over its own
+/// connection) and a token valid on both.
+async fn api_nodes(url: &str, config: &Path) -> (Vec<smsgw_server::Running>, String) {
+    let token = smsgw_server::generate_token();
+    let setup = NatsQueue::connect(url, NatsOptions::default())
+        .await
+        .expect("connect");
+    setup
+        .create_token(&TokenRecord {
+            name: "bench".into(),
+            scope: Scope::Send,
+            hash: smsgw_server::hash_token(&token),
+            created_at: now_ms(),
         })
-        .collect()
+        .await
+        .expect("token");
+    setup.close().await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut o =
+            smsgw_server::ServerOptions::new(([127, 0, 0, 1], 0).into(), "unused.db".into());
+        o.config = Some(config.to_owned());
+        o.run_worker = false;
+        let q = NatsQueue::connect(url, NatsOptions::default())
+            .await
+            .expect("connect");
+        let node = smsgw_server::start_with_queue(o, Arc::new(q))
+            .await
+            .expect("API node");
+        nodes.push(node);
+    }
+    (nodes, token)
 }
 
-/// Two API nodes accept `n` messages between them (batches of 500); returns messages/s per node.
-async fn accept(url: &str, n: usize, offset: usize) -> f64 {
-    let mut rates = Vec::new();
+/// Both API nodes accept `n` messages between them over HTTP (`POST /v1/messages:batch`,
+/// batches of 500, one request at a time per node); returns messages/s per node.
+async fn accept(nodes: &[smsgw_server::Running], token: &str, n: usize, offset: usize) -> f64 {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let mine = n / nodes.len();
     let mut tasks = Vec::new();
-    for node in 0..2 {
-        let url = url.to_owned();
+    for (k, node) in nodes.iter().enumerate() {
+        let (http, token) = (http.clone(), token.to_owned());
+        let base = format!("http://{}/v1/messages:batch", node.addr());
         tasks.push(tokio::spawn(async move {
-            let q = NatsQueue::connect(&url, NatsOptions::default())
-                .await
-                .expect("connect");
             let started = Instant::now();
-            let mine = n / 2;
             let mut done = 0;
             while done < mine {
-                let k = 500.min(mine - done);
-                q.enqueue_batch(batch(k, offset + node * mine + done))
+                let count = 500.min(mine - done);
+                let from = offset + k * mine + done;
+                let messages: Vec<serde_json::Value> = (from..from + count)
+                    .map(|i| serde_json::json!({"to": "+491511234567", "text": format!("b{i}"), "gateway": "sink"}))
+                    .collect();
+                let r = http
+                    .post(&base)
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "messages": messages }))
+                    .send()
                     .await
-                    .expect("accepted");
-                done += k;
+                    .expect("POST /v1/messages:batch");
+                assert_eq!(r.status(), 202, "the batch was not accepted");
+                done += count;
             }
             mine as f64 / started.elapsed().as_secs_f64()
         }));
     }
+    let mut rates = Vec::new();
     for t in tasks {
         rates.push(t.await.expect("node"));
     }
     rates.iter().sum::<f64>() / rates.len() as f64
 }
 
-/// Runs `workers` workers (each its own connection, concurrency 64) until the sink has `n`
-/// more messages; returns messages/s.
-async fn drain(url: &str, sink: &HttpSink, config: &str, workers: usize, n: usize) -> f64 {
+/// CPU seconds process `pid` ("self" for this one) has used so far (user + system, from
+/// `/proc`; 0 where there is no `/proc`).
+fn cpu_s(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name: state is the first, utime the 12th, stime the 13th.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks are 1/100 s on Linux (USER_HZ).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of the broker and of this process.
+fn cpu(nats: &NatsServer) -> (f64, f64) {
+    let broker = nats.pid().map(|p| cpu_s(&p.to_string())).unwrap_or(0.0);
+    (broker, cpu_s("self"))
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Runs `workers` of the server's delivery workers (what `smsgw worker` runs; each its own
+/// connection, concurrency 64) until the sink has `n` more messages; returns messages/s.
+async fn drain(url: &str, sink: &HttpSink, config: &Path, workers: usize, n: usize) -> f64 {
     let before = sink.recorder().len();
-    let mut stops = Vec::new();
-    let mut handles = Vec::new();
-    let started = Instant::now();
+    // Connected first, so that the clock counts sending, not connecting.
+    let mut queues = Vec::new();
     for _ in 0..workers {
-        let q = Arc::new(
-            NatsQueue::connect(url, NatsOptions::default())
-                .await
-                .expect("connect"),
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        stops.push(stop);
-        let opts = WorkerOptions {
-            concurrency: 64,
-            idle_poll: Duration::from_millis(5),
-            ..Default::default()
-        };
-        handles.push(tokio::spawn(run_worker(
-            q,
-            Arc::new(gateways(config)),
-            None,
-            opts,
-            async move {
-                let _ = stopped.await;
-            },
-        )));
+        let q = NatsQueue::connect(url, NatsOptions::default()).await;
+        queues.push(q.expect("connect"));
     }
+    let started = Instant::now();
+    let running: Vec<Worker> = queues
+        .into_iter()
+        .map(|q| Worker::spawn(q, config, 64))
+        .collect();
     let until = Instant::now() + Duration::from_secs(60);
     while sink.recorder().len() < before + n {
         assert!(
@@ -133,11 +182,8 @@ async fn drain(url: &str, sink: &HttpSink, config: &str, workers: usize, n: usiz
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    for s in stops {
-        let _ = s.send(());
-    }
-    for h in handles {
-        let _ = h.await;
+    for w in running {
+        w.stop().await;
     }
     rate
 }
@@ -148,12 +194,29 @@ async fn main() {
     let nats = NatsServer::start();
     let sink = HttpSink::start().await.expect("sink");
     sink.faults().always(smsgw_sinks::Fault::Delay(a.latency));
-    let config = http_gateway("sink", &sink.url());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("smsgw.toml");
+    std::fs::write(&config, http_gateway("sink", &sink.url())).expect("config file");
 
-    let accepted_1 = accept(&nats.url(), a.messages, 0).await;
+    let load_before = load_average();
+    let (nodes, token) = api_nodes(&nats.url(), &config).await;
+    let accepted_1 = accept(&nodes, &token, a.messages, 0).await;
+    let c0 = cpu(&nats);
     let one = drain(&nats.url(), &sink, &config, 1, a.messages).await;
-    let accepted_2 = accept(&nats.url(), a.messages, a.messages).await;
+    let c1 = cpu(&nats);
+    let accepted_2 = accept(&nodes, &token, a.messages, a.messages).await;
+    let c2 = cpu(&nats);
     let three = drain(&nats.url(), &sink, &config, 3, a.messages).await;
+    let c3 = cpu(&nats);
+    let load_after = load_average();
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let per_1000 = |from: (f64, f64), to: (f64, f64)| {
+        let k = a.messages as f64 / 1000.0;
+        ((to.0 - from.0) / k, (to.1 - from.1) / k)
+    };
+    let (cpu_one, cpu_three) = (per_1000(c0, c1), per_1000(c2, c3));
     let ratio = three / one;
     let accepted = (accepted_1 + accepted_2) / 2.0;
     if a.json {
@@ -164,6 +227,11 @@ async fn main() {
                 "one_worker_per_s": one.round(), "three_workers_per_s": three.round(),
                 "ratio": (ratio * 100.0).round() / 100.0, "goal_ratio": 2.7,
                 "accepted_per_s_per_api_node": accepted.round(),
+                "cpu_s_per_1000": {
+                    "one_worker": {"broker": cpu_one.0, "bench_process": cpu_one.1},
+                    "three_workers": {"broker": cpu_three.0, "bench_process": cpu_three.1},
+                },
+                "load_average": {"before": load_before, "after": load_after},
             })
         );
     } else {
@@ -171,9 +239,16 @@ async fn main() {
             "nats: sink latency {:?}, {} messages per run",
             a.latency, a.messages
         );
-        println!("  one worker (concurrency 64):    {one:>8.0} msg/s");
-        println!("  three workers (concurrency 64): {three:>8.0} msg/s");
+        println!(
+            "  one worker (concurrency 64):    {one:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+            cpu_one.0, cpu_one.1
+        );
+        println!(
+            "  three workers (concurrency 64): {three:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+            cpu_three.0, cpu_three.1
+        );
         println!("  ratio {ratio:.2} (goal >= 2.7)");
-        println!("  accepted per API node (2 nodes, batches of 500): {accepted:>8.0} msg/s");
+        println!("  accepted per API node (2 nodes, HTTP batches of 500): {accepted:>8.0} msg/s");
+        println!("  load average before: {load_before}; after: {load_after}");
     }
 }

@@ -1,13 +1,10 @@
 //! The library side of `smsgw worker --queue nats://…`, `smsgw serve --queue nats://…` and
 //! `smsgw queue status`: clap arguments and the functions behind them. The `smsgw` binary
-//! flattens these into its subcommands.
+//! flattens these into its subcommands; the worker itself is the server's
+//! (`smsgw_server::run_worker`) over a [`NatsQueue`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use smsgw_core::Gateways;
-
-use crate::worker::{WorkerOptions, run_worker};
 use crate::{NatsError, NatsOptions, NatsQueue, QueueStatus};
 
 /// Where the broker is and how the queue on it behaves.
@@ -66,22 +63,6 @@ pub struct WorkerArgs {
     /// Sends in flight at once in this worker.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
-}
-
-/// Runs `smsgw worker` with the gateways of the configuration file until `shutdown`.
-pub async fn worker(
-    args: &WorkerArgs,
-    gateways: Gateways,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), NatsError> {
-    let queue = Arc::new(args.nats.connect().await?);
-    let limiter = Some(queue.rate_limiter());
-    let opts = WorkerOptions {
-        concurrency: args.concurrency as usize,
-        ..WorkerOptions::default()
-    };
-    run_worker(queue, Arc::new(gateways), limiter, opts, shutdown).await;
-    Ok(())
 }
 
 /// `smsgw queue status`: what the broker holds.

@@ -11,7 +11,8 @@
 //!   recorded; a retry-safe failure is `nak`ed with a delay; `unknown` is recorded and
 //!   terminated (never sent again); a message that no worker finishes after
 //!   [`NatsOptions::poison_after`] deliveries goes to the dead-letter stream and fails.
-//! - [`RateLimiter`] holds a gateway's `rate` across all workers (a shared token bucket).
+//! - [`NatsQueue::shared_rate`] holds a gateway's `rate` across all workers (a shared token
+//!   bucket), for `smsgw_routing::Router::build_shared`.
 //!
 //! See `docs/scaling.md` for the topology and what each failure does.
 //!
@@ -50,9 +51,8 @@ mod rate;
 mod records;
 pub mod status;
 mod work;
-pub mod worker;
 
-pub use rate::RateLimiter;
+pub use rate::{BATCH_SPAN, CACHE_TTL};
 pub use status::QueueStatus;
 
 /// How long the broker remembers a `Nats-Msg-Id` to drop a second publish of it: two minutes
@@ -227,9 +227,21 @@ impl NatsQueue {
         &self.opts
     }
 
-    /// A limiter that holds per-gateway `rate` limits across every worker of this broker.
-    pub fn rate_limiter(&self) -> RateLimiter {
-        RateLimiter::new(self.rate.clone())
+    /// Per-gateway `rate` limits held across every worker of this broker: a token bucket per
+    /// gateway in the `smsgw_rate` bucket, taken in small batches (see [`BATCH_SPAN`] and
+    /// [`CACHE_TTL`]). Give it to `smsgw_routing::Router::build_shared`; make one per process
+    /// (each keeps its own small cache of taken tokens).
+    ///
+    /// ```no_run
+    /// # async fn demo(q: smsgw_nats::NatsQueue) -> Result<(), String> {
+    /// use std::time::Duration;
+    /// let rate = q.shared_rate();
+    /// // One send of gateway "sms1" limited to 50/s (burst 1), waiting at most 5 s for a slot.
+    /// let waited = rate.acquire("sms1", 50.0, 1, Duration::from_secs(5)).await?;
+    /// # let _ = waited; Ok(()) }
+    /// ```
+    pub fn shared_rate(&self) -> Arc<dyn smsgw_routing::SharedRate> {
+        Arc::new(rate::RateLimiter::new(self.rate.clone()))
     }
 
     /// Stream depth, consumers, redeliveries and dead letters (`smsgw queue status`).

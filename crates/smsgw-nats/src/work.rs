@@ -17,10 +17,14 @@ use smsgw_queue::{
 use crate::records::{self, Cas, Stored};
 use crate::{NatsQueue, names, store_err};
 
-/// A message a worker of this process holds: the broker's handle (to ack) and the lease.
+/// A message a worker of this process holds: the broker's handle (to ack), the lease, and the
+/// record as this worker wrote it (so recording the outcome needs no read when nobody else
+/// wrote since).
 pub(crate) struct Held {
     pub msg: jetstream::Message,
     pub lease: u64,
+    pub stored: Stored,
+    pub revision: u64,
 }
 
 /// The most in-flight messages one target's consumer gives out across all workers.
@@ -283,16 +287,22 @@ impl NatsQueue {
             stored.lease += 1;
             match records::update(&self.messages, &stored, revision).await? {
                 Cas::Conflict => continue,
-                Cas::Done(_) => {
+                Cas::Done(revision) => {
                     let lease = stored.lease;
+                    let record = stored.record.clone();
                     self.inflight
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(stored.record.id.clone(), Held { msg, lease });
-                    return Ok(Some(Claimed {
-                        record: stored.record,
-                        lease,
-                    }));
+                        .insert(
+                            record.id.clone(),
+                            Held {
+                                msg,
+                                lease,
+                                stored,
+                                revision,
+                            },
+                        );
+                    return Ok(Some(Claimed { record, lease }));
                 }
             }
         }
@@ -381,30 +391,64 @@ impl NatsQueue {
         let Some(held) = held else {
             return Err(QueueError::LeaseLost(id.to_owned()));
         };
-        let Some((mut stored, revision)) = records::load(&self.messages, id).await? else {
-            return Err(QueueError::LeaseLost(id.to_owned()));
-        };
-        if stored.lease != lease || stored.record.status != Status::Sending {
-            return Err(QueueError::LeaseLost(id.to_owned()));
-        }
         let now = now_ms();
+        // Provider ids first: a receipt may arrive as soon as the outcome is recorded.
+        if let Outcome::Sent { message_ids } = &outcome {
+            let gw = attempts
+                .last()
+                .or(held.stored.record.attempts.last())
+                .map(|a| a.gateway.clone())
+                .unwrap_or_else(|| held.stored.record.target.name().to_owned());
+            for pid in message_ids {
+                self.provider_ids
+                    .put(names::hashed_key(&[&gw, pid]), id.to_owned().into())
+                    .await
+                    .map_err(store_err)?;
+            }
+        }
+        // Usually nobody wrote the record since this worker took it; if someone did, read it
+        // again: it is still ours only under the same lease and still `sending`.
+        let (mut base, mut revision) = (held.stored, held.revision);
+        let mut reread = false;
+        let (stored, ack_kind) = loop {
+            let mut stored = base.clone();
+            let ack_kind = self.apply(&mut stored, attempts.clone(), outcome.clone(), now);
+            match records::update(&self.messages, &stored, revision).await? {
+                Cas::Done(_) => break (stored, ack_kind),
+                Cas::Conflict if !reread => {
+                    reread = true;
+                    let Some((fresh, rev)) = records::load(&self.messages, id).await? else {
+                        return Err(QueueError::LeaseLost(id.to_owned()));
+                    };
+                    if fresh.lease != lease || fresh.record.status != Status::Sending {
+                        return Err(QueueError::LeaseLost(id.to_owned()));
+                    }
+                    (base, revision) = (fresh, rev);
+                }
+                Cas::Conflict => return Err(QueueError::LeaseLost(id.to_owned())),
+            }
+        };
+        if stored.record.status.is_final() {
+            self.publish_callback(&stored.record).await?;
+        }
+        ack(&held.msg, ack_kind).await;
+        Ok(stored.record)
+    }
+
+    /// Writes `outcome` into `stored`; how the broker is to settle the delivery.
+    fn apply(
+        &self,
+        stored: &mut Stored,
+        attempts: Vec<Attempt>,
+        outcome: Outcome,
+        now: Millis,
+    ) -> AckKind {
         stored.record.attempts.extend(attempts);
         stored.record.updated_at = now;
-        let ack_kind = match outcome {
+        stored.orphaned = 0;
+        match outcome {
             Outcome::Sent { message_ids } => {
                 stored.record.status = Status::Sent;
-                for pid in &message_ids {
-                    let gw = stored
-                        .record
-                        .attempts
-                        .last()
-                        .map(|a| a.gateway.clone())
-                        .unwrap_or_else(|| stored.record.target.name().to_owned());
-                    self.provider_ids
-                        .put(names::hashed_key(&[&gw, pid]), id.to_owned().into())
-                        .await
-                        .map_err(store_err)?;
-                }
                 stored.record.message_ids = message_ids;
                 AckKind::Ack
             }
@@ -423,17 +467,7 @@ impl NatsQueue {
                     AckKind::Nak(Some(Duration::from_millis(wait)))
                 }
             }
-        };
-        stored.orphaned = 0;
-        match records::update(&self.messages, &stored, revision).await? {
-            Cas::Conflict => return Err(QueueError::LeaseLost(id.to_owned())),
-            Cas::Done(_) => {}
         }
-        if stored.record.status.is_final() {
-            self.publish_callback(&stored.record).await?;
-        }
-        ack(&held.msg, ack_kind).await;
-        Ok(stored.record)
     }
 
     /// Lets go of every message this process holds (at shutdown): they go back to the stream

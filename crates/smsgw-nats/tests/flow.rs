@@ -1,4 +1,5 @@
-//! Workers sending through loopback sinks while a gateway is down, and while the broker restarts.
+//! The server's delivery worker (what `smsgw worker --queue` runs) sending through loopback
+//! sinks while a gateway is down, and while the broker restarts.
 
 mod support;
 
@@ -6,12 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smsgw_nats::worker::{WorkerOptions, run_worker};
 use smsgw_nats::{NatsOptions, NatsQueue};
 use smsgw_queue::{NewMessage, Queue, Status, Target};
 use smsgw_sinks::http::HttpSink;
-use support::{NatsServer, gateways, http_gateway};
-use tokio::sync::oneshot;
+use support::{NatsServer, Worker, http_gateway};
 
 fn msg(gw: &str, text: String) -> NewMessage {
     NewMessage {
@@ -32,14 +31,11 @@ fn opts() -> NatsOptions {
     }
 }
 
-fn quick_retries() -> WorkerOptions {
-    WorkerOptions {
-        concurrency: 16,
-        backoff: Duration::from_millis(200),
-        max_backoff: Duration::from_millis(500),
-        drain: Duration::from_secs(5),
-        ..WorkerOptions::default()
-    }
+/// Writes `toml` as the configuration file of the workers.
+fn config_file(dir: &tempfile::TempDir, toml: &str) -> std::path::PathBuf {
+    let path = dir.path().join("smsgw.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
 }
 
 async fn statuses(q: &NatsQueue, ids: &[String]) -> HashMap<Status, usize> {
@@ -109,16 +105,8 @@ async fn a_dead_gateway_holds_up_only_its_own_messages() {
                 .id,
         );
     }
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(run_worker(
-        q.clone(),
-        Arc::new(gateways(&config)),
-        None,
-        quick_retries(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&nats.url(), opts(), &config_file(&dir, &config), 16).await;
     wait_all(&q, &up_ids, Status::Sent, Duration::from_secs(20)).await;
     // Meanwhile the down gateway's messages wait for their retry, none lost, none failed.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -133,16 +121,15 @@ async fn a_dead_gateway_holds_up_only_its_own_messages() {
     );
     assert!(!some.attempts.is_empty());
 
-    // The gateway returns: its messages flow.
+    // The gateway returns: its messages flow (the worker's retries wait 1 s, 2 s, 4 s, …).
     let back = HttpSink::start_on(down_addr).await.unwrap();
-    wait_all(&q, &down_ids, Status::Sent, Duration::from_secs(30)).await;
+    wait_all(&q, &down_ids, Status::Sent, Duration::from_secs(45)).await;
     let got = texts_received(&back);
     for i in 0..40 {
         assert_eq!(got.get(&format!("d{i}")), Some(&1), "d{i}");
     }
     assert_eq!(texts_received(&up).len(), 40);
-    let _ = stop.send(());
-    worker.await.unwrap();
+    worker.stop().await;
 }
 
 #[tokio::test]
@@ -151,17 +138,8 @@ async fn a_broker_restart_loses_nothing_accepted() {
     let sink = HttpSink::start().await.unwrap();
     let config = http_gateway("sms1", &sink.url());
     let api = Arc::new(NatsQueue::connect(&nats.url(), opts()).await.unwrap());
-    let wq = Arc::new(NatsQueue::connect(&nats.url(), opts()).await.unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = tokio::spawn(run_worker(
-        wq,
-        Arc::new(gateways(&config)),
-        None,
-        quick_retries(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&nats.url(), opts(), &config_file(&dir, &config), 16).await;
     // A client posting steadily; only what got an answer counts as accepted.
     let client = {
         let api = api.clone();
@@ -222,6 +200,5 @@ async fn a_broker_restart_loses_nothing_accepted() {
         "accepted {}, refused during the outage {refused}",
         accepted.len()
     );
-    let _ = stop.send(());
-    worker.await.unwrap();
+    worker.stop().await;
 }

@@ -1,11 +1,17 @@
 //! Test support: a real `nats-server -js` on a free loopback port with its own store directory,
-//! and an `http` gateway against a loopback sink.
+//! an `http` gateway against a loopback sink, and the server's delivery worker (what
+//! `smsgw worker --queue` runs) over a `NatsQueue`. Included with `#[path]` by the examples and
+//! by other crates' tests, which use only some of it.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+// Linking the umbrella crate puts its providers (the `http` gateway of these tests) in the
+// registry the server's worker builds gateways from.
+use smsgw as _;
 
 /// A `nats-server` with JetStream on file storage, killed when dropped.
 pub struct NatsServer {
@@ -78,6 +84,11 @@ impl NatsServer {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `nats://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
@@ -120,8 +131,55 @@ text = "{{otp}}"
     )
 }
 
-/// Builds the gateways of `toml`.
-pub fn gateways(toml: &str) -> smsgw::Gateways {
-    let cfg = smsgw::Config::from_toml_str(toml).expect("config");
-    smsgw::Gateways::build(&cfg, smsgw::Registry::global()).expect("gateways")
+/// The server's delivery worker (`smsgw worker --queue …`) in this process, over its own
+/// connection: sends through the gateways of the configuration file `config` until stopped.
+pub struct Worker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), smsgw_server::ServeError>>,
+}
+
+impl Worker {
+    /// Connects to `url` with `opts` and starts sending, `concurrency` messages at once.
+    pub async fn start(
+        url: &str,
+        opts: smsgw_nats::NatsOptions,
+        config: &Path,
+        concurrency: usize,
+    ) -> Worker {
+        let q = smsgw_nats::NatsQueue::connect(url, opts)
+            .await
+            .expect("the worker connects");
+        Worker::spawn(q, config, concurrency)
+    }
+
+    /// Starts sending from `q`, already connected.
+    pub fn spawn(q: smsgw_nats::NatsQueue, config: &Path, concurrency: usize) -> Worker {
+        let mut o = smsgw_server::ServerOptions::new(([127, 0, 0, 1], 0).into(), PathBuf::new());
+        o.config = Some(config.to_owned());
+        o.worker.concurrency = concurrency;
+        o.shutdown_grace = Duration::from_secs(5);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(smsgw_server::run_worker(
+            o,
+            std::sync::Arc::new(q),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Worker {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops taking messages, finishes the sends in flight and closes the queue.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task)
+            .await
+            .expect("the worker task")
+            .expect("the worker ran");
+    }
 }
