@@ -66,11 +66,14 @@ pub(crate) fn serve(ctx: &Context, cmd: ServeCmd) -> u8 {
                     .connect(url)
                     .await
                     .map_err(|e| smsgw_server::ServeError::Config(e.to_string()))?;
+                // Every worker process takes send tokens from one bucket per gateway.
+                let rate = queue.shared_rate();
                 smsgw_server::serve_with_queue(
                     &cmd.serve,
                     config.as_deref(),
                     Arc::new(queue),
                     cmd.worker,
+                    Some(rate),
                 )
                 .await
             }
@@ -132,6 +135,8 @@ pub(crate) fn worker(ctx: &Context, args: WorkerArgs) -> u8 {
         let mut opts = ServerOptions::new(([127, 0, 0, 1], 0).into(), PathBuf::new());
         opts.config = config_file(ctx);
         opts.worker.concurrency = args.concurrency as usize;
+        // Gateway rates hold across all workers together: one bucket per gateway in the broker.
+        opts.shared_rate = Some(queue.shared_rate());
         smsgw_server::run_worker(opts, Arc::new(queue), stop_signal()).await
     });
     match r {

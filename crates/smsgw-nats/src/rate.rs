@@ -54,6 +54,12 @@ pub(crate) struct RateLimiter {
     local: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cached>>>>,
 }
 
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").finish_non_exhaustive()
+    }
+}
+
 impl RateLimiter {
     pub(crate) fn new(store: kv::Store) -> Self {
         RateLimiter {

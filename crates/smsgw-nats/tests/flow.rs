@@ -202,3 +202,34 @@ async fn a_broker_restart_loses_nothing_accepted() {
     );
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_gateway_rate_holds_across_workers_together() {
+    let nats = NatsServer::start();
+    let sink = HttpSink::start().await.unwrap();
+    let config = http_gateway("limited", &sink.url()) + "[gateways.limited.limits]\nrate = 20\n";
+    let q = Arc::new(NatsQueue::connect(&nats.url(), opts()).await.unwrap());
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        ids.push(
+            q.enqueue(msg("limited", format!("r{i}")))
+                .await
+                .unwrap()
+                .record
+                .id,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(&dir, &config);
+    let start = std::time::Instant::now();
+    let a = Worker::start(&nats.url(), opts(), &path, 16).await;
+    let b = Worker::start(&nats.url(), opts(), &path, 16).await;
+    wait_all(&q, &ids, Status::Sent, Duration::from_secs(30)).await;
+    // 60 messages at 20/s: about 3 s for both workers together (each alone would allow 20/s,
+    // 1.5 s for the two). The first tokens may come at once (a burst of up to 50 ms of rate).
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(2400), "{took:?}");
+    assert_eq!(texts_received(&sink).len(), 60);
+    a.stop().await;
+    b.stop().await;
+}

@@ -62,15 +62,17 @@ pub async fn serve(args: &ServeArgs, config: Option<&Path>) -> Result<(), ServeE
 
 /// Runs `smsgw serve --queue …` on a shared `queue` (e.g. NATS JetStream) until SIGTERM or
 /// Ctrl-C; with `run_worker` false this node only accepts and answers, and `smsgw worker`
-/// processes send.
+/// processes send. `shared_rate` keeps gateway `rate` limits across processes (the broker's).
 pub async fn serve_with_queue(
     args: &ServeArgs,
     config: Option<&Path>,
     queue: Arc<dyn Queue>,
     run_worker: bool,
+    shared_rate: Option<Arc<dyn smsgw_routing::SharedRate>>,
 ) -> Result<(), ServeError> {
     let mut options = args.options(config);
     options.run_worker = run_worker;
+    options.shared_rate = shared_rate;
     run_until_stopped(start_with_queue(options, queue).await?).await
 }
 

@@ -158,6 +158,8 @@ impl Worker {
         o.config = Some(config.to_owned());
         o.worker.concurrency = concurrency;
         o.shutdown_grace = Duration::from_secs(5);
+        // As `smsgw worker --queue` does: gateway rates are held by the broker for all workers.
+        o.shared_rate = Some(q.shared_rate());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(smsgw_server::run_worker(
             o,
