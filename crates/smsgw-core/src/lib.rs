@@ -22,6 +22,7 @@ mod config;
 mod context;
 mod error;
 mod gateway;
+pub mod gsm;
 mod message;
 mod param;
 mod phone;
