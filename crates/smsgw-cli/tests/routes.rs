@@ -22,25 +22,57 @@ fn gateway(id: &str, sink: &HttpSink) -> String {
     )
 }
 
-#[test]
-fn route_fails_over_from_a_503_primary_to_the_backup_once() {
+/// Route `otp` over gateway `primary`, whose sink answers with `fault`, then `backup`.
+struct Failover {
+    _rt: tokio::runtime::Runtime,
+    primary: HttpSink,
+    backup: HttpSink,
+    dir: tempfile::TempDir,
+    /// The route's definition; `{extra}` stands for more route options.
+    body: String,
+}
+
+fn failover(fault: Fault, primary_options: &str) -> Failover {
     let rt = rt();
     let primary = rt.block_on(HttpSink::start()).unwrap();
     let backup = rt.block_on(HttpSink::start()).unwrap();
-    primary.faults().always(Fault::Reply {
+    primary.faults().always(fault);
+    let body = format!(
+        "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\n{{extra}}",
+        gateway("primary", &primary).replace("text = ", &format!("{primary_options}text = ")),
+        gateway("backup", &backup)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    Failover {
+        _rt: rt,
+        primary,
+        backup,
+        dir,
+        body,
+    }
+}
+
+impl Failover {
+    /// Writes the configuration with `extra` route options; its path.
+    fn config(&self, extra: &str) -> String {
+        let p = write_config(&self.dir, &self.body.replace("{extra}", extra));
+        p.to_str().unwrap().to_owned()
+    }
+}
+
+fn busy() -> Fault {
+    Fault::Reply {
         code: 503,
         text: "busy".into(),
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\n",
-            gateway("primary", &primary),
-            gateway("backup", &backup)
-        ),
-    );
-    let c = cfg.to_str().unwrap();
+    }
+}
+
+#[test]
+fn route_fails_over_from_a_503_primary_to_the_backup_once() {
+    let f = failover(busy(), "");
+    let (primary, backup) = (&f.primary, &f.backup);
+    let cfg = f.config("");
+    let c = cfg.as_str();
     let o = run(&[
         "-c", c, "send", "--route", "otp", "-p", "+4915", "-m", "123456", "--json",
     ]);
@@ -137,28 +169,15 @@ fn gateway_honours_its_per_recipient_limit() {
 
 #[test]
 fn bulk_through_a_route_reports_gateway_and_attempts() {
-    let rt = rt();
-    let primary = rt.block_on(HttpSink::start()).unwrap();
-    let backup = rt.block_on(HttpSink::start()).unwrap();
-    primary.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\n",
-            gateway("primary", &primary),
-            gateway("backup", &backup)
-        ),
-    );
+    let f = failover(busy(), "");
+    let (dir, backup) = (&f.dir, &f.backup);
+    let cfg = f.config("");
     let list = dir.path().join("list.csv");
     std::fs::write(&list, "+4915,a\n+4916,b\n").unwrap();
     let report = dir.path().join("report.jsonl");
     let o = run(&[
         "-c",
-        cfg.to_str().unwrap(),
+        &cfg,
         "send",
         "--route",
         "otp",
@@ -242,18 +261,10 @@ fn gateways_json_lists_routes_and_limits() {
 
 #[test]
 fn unknown_outcome_with_failover_warns_that_it_may_arrive_twice() {
-    let rt = rt();
-    let primary = rt.block_on(HttpSink::start()).unwrap();
-    let backup = rt.block_on(HttpSink::start()).unwrap();
-    primary.faults().always(Fault::NeverAnswer);
-    let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\non_unknown = \"ON\"\n",
-        gateway("primary", &primary).replace("text = ", "TIMEOUT = \"0.5\", text = "),
-        gateway("backup", &backup)
-    );
-    let cfg = write_config(&dir, &body.replace("ON", "failover"));
-    let c = cfg.to_str().unwrap();
+    let f = failover(Fault::NeverAnswer, "TIMEOUT = \"0.5\", ");
+    let backup = &f.backup;
+    let cfg = f.config("on_unknown = \"failover\"\n");
+    let c = cfg.as_str();
     let o = run(&["-c", c, "send", "--route", "otp", "-p", "+4915", "-m", "1"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
@@ -261,18 +272,10 @@ fn unknown_outcome_with_failover_warns_that_it_may_arrive_twice() {
     assert!(out.contains("warning:"), "the plain output warns: {out}");
 
     // With "stop", nothing reaches the backup and the exit status says failed.
-    let cfg = write_config(&dir, &body.replace("ON", "stop"));
+    let cfg = f.config("on_unknown = \"stop\"\n");
+    let c = cfg.as_str();
     let o = run(&[
-        "-c",
-        cfg.to_str().unwrap(),
-        "send",
-        "--route",
-        "otp",
-        "-p",
-        "+4916",
-        "-m",
-        "2",
-        "--json",
+        "-c", c, "send", "--route", "otp", "-p", "+4916", "-m", "2", "--json",
     ]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
