@@ -22,6 +22,27 @@ fn gateway(id: &str, sink: &HttpSink) -> String {
     )
 }
 
+/// Gateway `id` on a fresh HTTP sink, followed by `extra` configuration; the file written.
+struct OneGateway {
+    _rt: tokio::runtime::Runtime,
+    sink: HttpSink,
+    dir: tempfile::TempDir,
+    config: String,
+}
+
+fn one_gateway(id: &str, extra: &str) -> OneGateway {
+    let rt = rt();
+    let sink = rt.block_on(HttpSink::start()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_config(&dir, &format!("{}{extra}", gateway(id, &sink)));
+    OneGateway {
+        _rt: rt,
+        sink,
+        dir,
+        config: p.to_str().unwrap().to_owned(),
+    }
+}
+
 /// Route `otp` over gateway `primary`, whose sink answers with `fault`, then `backup`.
 struct Failover {
     _rt: tokio::runtime::Runtime,
@@ -108,17 +129,8 @@ fn route_fails_over_from_a_503_primary_to_the_backup_once() {
 
 #[test]
 fn gateway_honours_its_per_recipient_limit() {
-    let rt = rt();
-    let sink = rt.block_on(HttpSink::start()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}[gateways.h.limits]\nper_recipient = \"2/1h\"\n",
-            gateway("h", &sink)
-        ),
-    );
-    let c = cfg.to_str().unwrap();
+    let g = one_gateway("h", "[gateways.h.limits]\nper_recipient = \"2/1h\"\n");
+    let (sink, dir, c) = (&g.sink, &g.dir, g.config.as_str());
     let o = run(&[
         "-c", c, "send", "-g", "h", "-p", "+4915", "-m", "1", "--json",
     ]);
@@ -204,17 +216,12 @@ fn bulk_through_a_route_reports_gateway_and_attempts() {
 
 #[test]
 fn check_reports_every_route_problem_once_and_exits_2() {
-    let rt = rt();
-    let sink = rt.block_on(HttpSink::start()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}[gateways.a.limits]\nrate = 0\nper_recipient = \"5/1x\"\n[routes.otp]\ngateways = [\"a\", \"ghost\"]\n[[routes.otp.rules]]\nmatch = \"([\"\ngateways = [\"a\"]\n[routes.empty]\ngateways = []\n",
-            gateway("a", &sink)
-        ),
+    let g = one_gateway(
+        "a",
+        "[gateways.a.limits]\nrate = 0\nper_recipient = \"5/1x\"\n[routes.otp]\ngateways = [\"a\", \"ghost\"]\n[[routes.otp.rules]]\nmatch = \"([\"\ngateways = [\"a\"]\n[routes.empty]\ngateways = []\n",
     );
-    let o = run(&["-c", cfg.to_str().unwrap(), "check"]);
+    let c = g.config.as_str();
+    let o = run(&["-c", c, "check"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     for want in [
@@ -231,17 +238,11 @@ fn check_reports_every_route_problem_once_and_exits_2() {
 
 #[test]
 fn gateways_json_lists_routes_and_limits() {
-    let rt = rt();
-    let sink = rt.block_on(HttpSink::start()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}[gateways.a.limits]\nrate = 5\nper_recipient = \"5/1h\"\n[routes.otp]\ngateways = [\"a\"]\nretries = 2\n",
-            gateway("a", &sink)
-        ),
+    let g = one_gateway(
+        "a",
+        "[gateways.a.limits]\nrate = 5\nper_recipient = \"5/1h\"\n[routes.otp]\ngateways = [\"a\"]\nretries = 2\n",
     );
-    let c = cfg.to_str().unwrap();
+    let c = g.config.as_str();
     let o = run(&["-c", c, "check"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     assert!(text(&o).0.contains("1 route"), "{:?}", text(&o));
