@@ -4,7 +4,6 @@ use std::path::Path;
 
 use indexmap::IndexMap;
 use serde_yaml::Value;
-use smsgw::smtp::SmtpServer;
 use smsgw::{BUILTIN_PROVIDERS, CENSORED, Config, GatewayDef, PLACEHOLDER};
 
 /// Runs the import and returns the exit status.
@@ -86,68 +85,12 @@ pub fn convert(text: &str) -> Result<(String, Vec<String>), Vec<String>> {
     }
     let mut cfg = Config::default();
     if let Some(Value::Mapping(servers)) = servers {
-        for (id, s) in servers {
-            let id = as_text(&id).unwrap_or_default();
-            let get = |f: &str| s.get(f).and_then(as_text).filter(|v| !v.is_empty());
-            let Some(server) = get("server") else {
-                problems.push(format!("smtpserver '{id}': no 'server'"));
-                continue;
-            };
-            let mut def = SmtpServer::new(server, get("sender").unwrap_or_default());
-            if let Some(p) = get("port") {
-                match p.parse() {
-                    Ok(n) => def.port = Some(n),
-                    Err(_) => {
-                        problems.push(format!("smtpserver '{id}': port '{p}' is not a number"))
-                    }
-                }
-            }
-            def.tls = get("tls")
-                .is_some_and(|t| matches!(t.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
-            def.username = get("username");
-            if let Some(pw) = get("password") {
-                let pw = uncensor(
-                    pw,
-                    &format!("smtp_servers.{id}.password"),
-                    &mut placeholders,
-                );
-                def.password = Some(pw.into());
-            }
-            if let Some(t) = get("timeout") {
-                def.timeout = t.parse().ok();
-            }
-            let implicit_tls = def.server.starts_with("smtps://") || def.port == Some(465);
-            if def.username.is_some() && !def.tls && !implicit_tls {
-                // privacyIDEA logs in over the plain connection; keep that, but say so.
-                def.allow_insecure_auth = true;
-                notes.push(format!(
-                    "smtpserver '{id}': privacyIDEA sends its credentials without TLS; kept with allow_insecure_auth = true (better: tls = true)"
-                ));
-            }
-            if let Value::Mapping(m) = &s {
-                for k in m.keys().filter_map(as_text) {
-                    if ![
-                        "server",
-                        "port",
-                        "sender",
-                        "tls",
-                        "username",
-                        "password",
-                        "timeout",
-                        "identifier",
-                        "description",
-                        "id",
-                    ]
-                    .contains(&k.as_str())
-                    {
-                        notes.push(format!(
-                            "smtpserver '{id}': field '{k}' has no equivalent and was dropped"
-                        ));
-                    }
-                }
-            }
-            def.insert_into(&mut cfg, &id);
-        }
+        let out = Notes {
+            notes: &mut notes,
+            problems: &mut problems,
+            placeholders: &mut placeholders,
+        };
+        smtp_servers(servers, &mut cfg, out);
     }
     if let Some(Value::Mapping(gws)) = gateways {
         for (id, g) in gws {
@@ -222,4 +165,88 @@ pub fn convert(text: &str) -> Result<(String, Vec<String>), Vec<String>> {
     out.push('\n');
     out.push_str(&cfg.to_toml(false));
     Ok((out, notes))
+}
+
+/// Where a section's conversion reports: notes for the user, problems that stop the import, and
+/// the censored values that became placeholders.
+#[cfg_attr(not(feature = "smtp"), allow(dead_code))]
+struct Notes<'a> {
+    notes: &'a mut Vec<String>,
+    problems: &'a mut Vec<String>,
+    placeholders: &'a mut Vec<String>,
+}
+
+/// privacyIDEA's `smtpserver` section to the smtp provider's `smtp_servers`.
+#[cfg(feature = "smtp")]
+fn smtp_servers(servers: serde_yaml::Mapping, cfg: &mut Config, out: Notes) {
+    use smsgw::smtp::SmtpServer;
+    for (id, s) in servers {
+        let id = as_text(&id).unwrap_or_default();
+        let get = |f: &str| s.get(f).and_then(as_text).filter(|v| !v.is_empty());
+        let Some(server) = get("server") else {
+            out.problems.push(format!("smtpserver '{id}': no 'server'"));
+            continue;
+        };
+        let mut def = SmtpServer::new(server, get("sender").unwrap_or_default());
+        if let Some(p) = get("port") {
+            match p.parse() {
+                Ok(n) => def.port = Some(n),
+                Err(_) => out
+                    .problems
+                    .push(format!("smtpserver '{id}': port '{p}' is not a number")),
+            }
+        }
+        def.tls = get("tls")
+            .is_some_and(|t| matches!(t.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+        def.username = get("username");
+        if let Some(pw) = get("password") {
+            let pw = uncensor(pw, &format!("smtp_servers.{id}.password"), out.placeholders);
+            def.password = Some(pw.into());
+        }
+        if let Some(t) = get("timeout") {
+            def.timeout = t.parse().ok();
+        }
+        let implicit_tls = def.server.starts_with("smtps://") || def.port == Some(465);
+        if def.username.is_some() && !def.tls && !implicit_tls {
+            // privacyIDEA logs in over the plain connection; keep that, but say so.
+            def.allow_insecure_auth = true;
+            out.notes.push(format!(
+                "smtpserver '{id}': privacyIDEA sends its credentials without TLS; kept with allow_insecure_auth = true (better: tls = true)"
+            ));
+        }
+        if let Value::Mapping(m) = &s {
+            for k in m.keys().filter_map(as_text) {
+                if ![
+                    "server",
+                    "port",
+                    "sender",
+                    "tls",
+                    "username",
+                    "password",
+                    "timeout",
+                    "identifier",
+                    "description",
+                    "id",
+                ]
+                .contains(&k.as_str())
+                {
+                    out.notes.push(format!(
+                        "smtpserver '{id}': field '{k}' has no equivalent and was dropped"
+                    ));
+                }
+            }
+        }
+        def.insert_into(cfg, &id);
+    }
+}
+
+/// Without the smtp provider there is no `smtp_servers` section to write: say so.
+#[cfg(not(feature = "smtp"))]
+fn smtp_servers(servers: serde_yaml::Mapping, _cfg: &mut Config, out: Notes) {
+    if !servers.is_empty() {
+        out.notes.push(format!(
+            "section 'smtpserver' ({} server(s)) ignored: this smsgw is built without the smtp provider",
+            servers.len()
+        ));
+    }
 }

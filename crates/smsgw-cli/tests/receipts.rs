@@ -26,27 +26,23 @@ fn config(dir: &tempfile::TempDir, smsc: &Smsc, receipts: &str) -> String {
     p.to_str().unwrap().to_owned()
 }
 
+/// `smsgw -c CONFIG send -g s ARGS… --wait-receipt SECS`, which must exit 0: its standard output.
+fn send_waiting(config: &str, args: &[&str], secs: &str) -> String {
+    let mut all = vec!["-c", config, "send", "-g", "s"];
+    all.extend_from_slice(args);
+    all.extend(["--wait-receipt", secs]);
+    let o = run(&all);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    out
+}
+
 #[test]
 fn single_send_shows_the_receipt() {
     let (_rt, smsc) = smsc();
     let dir = tempfile::tempdir().unwrap();
     let c = config(&dir, &smsc, "yes");
-    let o = run(&[
-        "-c",
-        &c,
-        "send",
-        "-g",
-        "s",
-        "-p",
-        "+4915",
-        "-m",
-        "123456",
-        "--json",
-        "--wait-receipt",
-        "10",
-    ]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let out = send_waiting(&c, &["-p", "+4915", "-m", "123456", "--json"], "10");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["status"], "sent");
     let r = &v["receipt"];
@@ -56,21 +52,7 @@ fn single_send_shows_the_receipt() {
     assert!(r.get("done_at").is_some(), "{v}");
 
     // Plain output says so too.
-    let o = run(&[
-        "-c",
-        &c,
-        "send",
-        "-g",
-        "s",
-        "-p",
-        "+4915",
-        "-m",
-        "1",
-        "--wait-receipt",
-        "10",
-    ]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let out = send_waiting(&c, &["-p", "+4915", "-m", "1"], "10");
     assert!(out.contains("receipt: DELIVRD"), "{out}");
 }
 
@@ -80,21 +62,7 @@ fn undelivered_receipt_is_said_but_keeps_exit_0() {
     smsc.set_receipt_state("UNDELIV", "001");
     let dir = tempfile::tempdir().unwrap();
     let c = config(&dir, &smsc, "yes");
-    let o = run(&[
-        "-c",
-        &c,
-        "send",
-        "-g",
-        "s",
-        "-p",
-        "+4915",
-        "-m",
-        "1",
-        "--wait-receipt",
-        "10",
-    ]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let out = send_waiting(&c, &["-p", "+4915", "-m", "1"], "10");
     assert!(out.contains("receipt: UNDELIV, error 001"), "{out}");
     assert!(out.contains("NOT delivered"), "{out}");
 }
@@ -106,22 +74,7 @@ fn no_receipt_in_time_is_null_not_a_failure() {
     // No receipt asked for: none will come.
     let c = config(&dir, &smsc, "no");
     let start = std::time::Instant::now();
-    let o = run(&[
-        "-c",
-        &c,
-        "send",
-        "-g",
-        "s",
-        "-p",
-        "+4915",
-        "-m",
-        "1",
-        "--json",
-        "--wait-receipt",
-        "1",
-    ]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let out = send_waiting(&c, &["-p", "+4915", "-m", "1", "--json"], "1");
     assert!(start.elapsed() >= std::time::Duration::from_millis(900));
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -138,22 +91,12 @@ fn bulk_report_lines_carry_their_receipts() {
     let list = dir.path().join("list.csv");
     std::fs::write(&list, "+4915,a\n+4916,b\n+4917,c\n").unwrap();
     let report = dir.path().join("report.jsonl");
-    let o = run(&[
-        "-c",
+    let (list, report_path) = (list.to_str().unwrap(), report.to_str().unwrap());
+    let out = send_waiting(
         &c,
-        "send",
-        "-g",
-        "s",
-        "--file",
-        list.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--wait-receipt",
+        &["--file", list, "--report", report_path, "--json"],
         "10",
-        "--json",
-    ]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    );
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(summary["sent"], 3);
     assert_eq!(summary["without_receipt"], 0, "{summary}");

@@ -22,25 +22,78 @@ fn gateway(id: &str, sink: &HttpSink) -> String {
     )
 }
 
-#[test]
-fn route_fails_over_from_a_503_primary_to_the_backup_once() {
+/// Gateway `id` on a fresh HTTP sink, followed by `extra` configuration; the file written.
+struct OneGateway {
+    _rt: tokio::runtime::Runtime,
+    sink: HttpSink,
+    dir: tempfile::TempDir,
+    config: String,
+}
+
+fn one_gateway(id: &str, extra: &str) -> OneGateway {
+    let rt = rt();
+    let sink = rt.block_on(HttpSink::start()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_config(&dir, &format!("{}{extra}", gateway(id, &sink)));
+    OneGateway {
+        _rt: rt,
+        sink,
+        dir,
+        config: p.to_str().unwrap().to_owned(),
+    }
+}
+
+/// Route `otp` over gateway `primary`, whose sink answers with `fault`, then `backup`.
+struct Failover {
+    _rt: tokio::runtime::Runtime,
+    primary: HttpSink,
+    backup: HttpSink,
+    dir: tempfile::TempDir,
+    /// The route's definition; `{extra}` stands for more route options.
+    body: String,
+}
+
+fn failover(fault: Fault, primary_options: &str) -> Failover {
     let rt = rt();
     let primary = rt.block_on(HttpSink::start()).unwrap();
     let backup = rt.block_on(HttpSink::start()).unwrap();
-    primary.faults().always(Fault::Reply {
+    primary.faults().always(fault);
+    let body = format!(
+        "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\n{{extra}}",
+        gateway("primary", &primary).replace("text = ", &format!("{primary_options}text = ")),
+        gateway("backup", &backup)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    Failover {
+        _rt: rt,
+        primary,
+        backup,
+        dir,
+        body,
+    }
+}
+
+impl Failover {
+    /// Writes the configuration with `extra` route options; its path.
+    fn config(&self, extra: &str) -> String {
+        let p = write_config(&self.dir, &self.body.replace("{extra}", extra));
+        p.to_str().unwrap().to_owned()
+    }
+}
+
+fn busy() -> Fault {
+    Fault::Reply {
         code: 503,
         text: "busy".into(),
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\n",
-            gateway("primary", &primary),
-            gateway("backup", &backup)
-        ),
-    );
-    let c = cfg.to_str().unwrap();
+    }
+}
+
+#[test]
+fn route_fails_over_from_a_503_primary_to_the_backup_once() {
+    let f = failover(busy(), "");
+    let (primary, backup) = (&f.primary, &f.backup);
+    let cfg = f.config("");
+    let c = cfg.as_str();
     let o = run(&[
         "-c", c, "send", "--route", "otp", "-p", "+4915", "-m", "123456", "--json",
     ]);
@@ -76,17 +129,8 @@ fn route_fails_over_from_a_503_primary_to_the_backup_once() {
 
 #[test]
 fn gateway_honours_its_per_recipient_limit() {
-    let rt = rt();
-    let sink = rt.block_on(HttpSink::start()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}[gateways.h.limits]\nper_recipient = \"2/1h\"\n",
-            gateway("h", &sink)
-        ),
-    );
-    let c = cfg.to_str().unwrap();
+    let g = one_gateway("h", "[gateways.h.limits]\nper_recipient = \"2/1h\"\n");
+    let (sink, dir, c) = (&g.sink, &g.dir, g.config.as_str());
     let o = run(&[
         "-c", c, "send", "-g", "h", "-p", "+4915", "-m", "1", "--json",
     ]);
@@ -137,28 +181,15 @@ fn gateway_honours_its_per_recipient_limit() {
 
 #[test]
 fn bulk_through_a_route_reports_gateway_and_attempts() {
-    let rt = rt();
-    let primary = rt.block_on(HttpSink::start()).unwrap();
-    let backup = rt.block_on(HttpSink::start()).unwrap();
-    primary.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\n",
-            gateway("primary", &primary),
-            gateway("backup", &backup)
-        ),
-    );
+    let f = failover(busy(), "");
+    let (dir, backup) = (&f.dir, &f.backup);
+    let cfg = f.config("");
     let list = dir.path().join("list.csv");
     std::fs::write(&list, "+4915,a\n+4916,b\n").unwrap();
     let report = dir.path().join("report.jsonl");
     let o = run(&[
         "-c",
-        cfg.to_str().unwrap(),
+        &cfg,
         "send",
         "--route",
         "otp",
@@ -185,17 +216,12 @@ fn bulk_through_a_route_reports_gateway_and_attempts() {
 
 #[test]
 fn check_reports_every_route_problem_once_and_exits_2() {
-    let rt = rt();
-    let sink = rt.block_on(HttpSink::start()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}[gateways.a.limits]\nrate = 0\nper_recipient = \"5/1x\"\n[routes.otp]\ngateways = [\"a\", \"ghost\"]\n[[routes.otp.rules]]\nmatch = \"([\"\ngateways = [\"a\"]\n[routes.empty]\ngateways = []\n",
-            gateway("a", &sink)
-        ),
+    let g = one_gateway(
+        "a",
+        "[gateways.a.limits]\nrate = 0\nper_recipient = \"5/1x\"\n[routes.otp]\ngateways = [\"a\", \"ghost\"]\n[[routes.otp.rules]]\nmatch = \"([\"\ngateways = [\"a\"]\n[routes.empty]\ngateways = []\n",
     );
-    let o = run(&["-c", cfg.to_str().unwrap(), "check"]);
+    let c = g.config.as_str();
+    let o = run(&["-c", c, "check"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     for want in [
@@ -212,17 +238,11 @@ fn check_reports_every_route_problem_once_and_exits_2() {
 
 #[test]
 fn gateways_json_lists_routes_and_limits() {
-    let rt = rt();
-    let sink = rt.block_on(HttpSink::start()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "{}[gateways.a.limits]\nrate = 5\nper_recipient = \"5/1h\"\n[routes.otp]\ngateways = [\"a\"]\nretries = 2\n",
-            gateway("a", &sink)
-        ),
+    let g = one_gateway(
+        "a",
+        "[gateways.a.limits]\nrate = 5\nper_recipient = \"5/1h\"\n[routes.otp]\ngateways = [\"a\"]\nretries = 2\n",
     );
-    let c = cfg.to_str().unwrap();
+    let c = g.config.as_str();
     let o = run(&["-c", c, "check"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
     assert!(text(&o).0.contains("1 route"), "{:?}", text(&o));
@@ -242,18 +262,10 @@ fn gateways_json_lists_routes_and_limits() {
 
 #[test]
 fn unknown_outcome_with_failover_warns_that_it_may_arrive_twice() {
-    let rt = rt();
-    let primary = rt.block_on(HttpSink::start()).unwrap();
-    let backup = rt.block_on(HttpSink::start()).unwrap();
-    primary.faults().always(Fault::NeverAnswer);
-    let dir = tempfile::tempdir().unwrap();
-    let body = format!(
-        "{}{}[routes.otp]\ngateways = [\"primary\", \"backup\"]\non_unknown = \"ON\"\n",
-        gateway("primary", &primary).replace("text = ", "TIMEOUT = \"0.5\", text = "),
-        gateway("backup", &backup)
-    );
-    let cfg = write_config(&dir, &body.replace("ON", "failover"));
-    let c = cfg.to_str().unwrap();
+    let f = failover(Fault::NeverAnswer, "TIMEOUT = \"0.5\", ");
+    let backup = &f.backup;
+    let cfg = f.config("on_unknown = \"failover\"\n");
+    let c = cfg.as_str();
     let o = run(&["-c", c, "send", "--route", "otp", "-p", "+4915", "-m", "1"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
@@ -261,18 +273,10 @@ fn unknown_outcome_with_failover_warns_that_it_may_arrive_twice() {
     assert!(out.contains("warning:"), "the plain output warns: {out}");
 
     // With "stop", nothing reaches the backup and the exit status says failed.
-    let cfg = write_config(&dir, &body.replace("ON", "stop"));
+    let cfg = f.config("on_unknown = \"stop\"\n");
+    let c = cfg.as_str();
     let o = run(&[
-        "-c",
-        cfg.to_str().unwrap(),
-        "send",
-        "--route",
-        "otp",
-        "-p",
-        "+4916",
-        "-m",
-        "2",
-        "--json",
+        "-c", c, "send", "--route", "otp", "-p", "+4916", "-m", "2", "--json",
     ]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");

@@ -6,6 +6,7 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use tracing::Instrument;
 
+use crate::bulk::Outcome;
 use crate::config::{Config, GatewayDef};
 use crate::context::BuildContext;
 use crate::error::{ConfigErrors, ConfigProblem, ErrorKind, SendError};
@@ -208,19 +209,6 @@ impl Gateways {
     }
 }
 
-/// The outcome of one message of a bulk send: its position in the input, and what happened.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The message's index in the input (0-based).
-    pub index: usize,
-    /// The message.
-    pub message: Message,
-    /// Sent (with the receipt) or failed (classified).
-    pub result: Result<Receipt, SendError>,
-    /// How long the send took (from taking the message to its outcome).
-    pub elapsed: std::time::Duration,
-}
-
 impl Gateway {
     /// Sends many messages with at most `concurrency` in flight, yielding each outcome as it
     /// completes (not in input order). Exactly one outcome is yielded per input message.
@@ -241,31 +229,17 @@ impl Gateway {
     where
         S: futures::Stream<Item = Message> + 'a,
     {
-        use futures::StreamExt;
-        messages
-            .enumerate()
-            .map(move |(index, message)| async move {
-                let start = Instant::now();
-                let result = self.send(&message).await;
-                Outcome {
-                    index,
-                    message,
-                    result,
-                    elapsed: start.elapsed(),
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
+        crate::bulk::stream(messages, concurrency, async |m: &Message| {
+            self.send(m).await
+        })
     }
 
     /// Sends all `messages` with at most `concurrency` in flight and returns the outcomes in input
     /// order, one per message.
     pub async fn send_all(&self, messages: Vec<Message>, concurrency: usize) -> Vec<Outcome> {
-        use futures::StreamExt;
-        let mut out: Vec<Outcome> = self
-            .send_stream(futures::stream::iter(messages), concurrency)
-            .collect()
-            .await;
-        out.sort_by_key(|o| o.index);
-        out
+        crate::bulk::all(messages, concurrency, async |m: &Message| {
+            self.send(m).await
+        })
+        .await
     }
 }

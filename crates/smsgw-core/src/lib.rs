@@ -17,10 +17,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bulk;
 mod config;
 mod context;
 mod error;
 mod gateway;
+pub mod gsm;
 mod message;
 mod param;
 mod phone;
@@ -31,10 +33,11 @@ mod section;
 mod template;
 mod validate;
 
+pub use bulk::Outcome;
 pub use config::{Config, GatewayDef, MAX_CONFIG_BYTES, PLACEHOLDER};
 pub use context::BuildContext;
 pub use error::{ConfigErrors, ConfigProblem, ErrorKind, SendError};
-pub use gateway::{Gateway, Gateways, Outcome};
+pub use gateway::{Gateway, Gateways};
 pub use message::{DeliveryReport, Message, Receipt};
 pub use param::{
     Given, JsonObject, Optional, Param, ParamKind, ParamSpec, ParamValue, REGEXP, parse_seconds,

@@ -1,25 +1,14 @@
 //! Bulk sending through a route: many messages, bounded concurrency, one outcome per message.
 
-use std::time::{Duration, Instant};
-
-use futures::StreamExt;
-use smsgw_core::Message;
+use smsgw_core::{Message, Outcome, bulk};
 
 use crate::outcome::Delivery;
 use crate::router::Route;
 
-/// The outcome of one message of a bulk send through a route.
-#[derive(Debug)]
-pub struct RouteOutcome {
-    /// The message's index in the input (0-based).
-    pub index: usize,
-    /// The message.
-    pub message: Message,
-    /// Delivered (with gateway, receipt and attempts) or failed (classified, with attempts).
-    pub result: Delivery,
-    /// How long the delivery took, waits for rate tokens and retries included.
-    pub elapsed: Duration,
-}
+/// The outcome of one message of a bulk send through a route: `result` is delivered (with
+/// gateway, receipt and attempts) or failed (classified, with attempts); `elapsed` includes
+/// waits for rate tokens and retries.
+pub type RouteOutcome = Outcome<Delivery>;
 
 impl Route {
     /// Sends many messages with at most `concurrency` in flight, yielding each outcome as it
@@ -43,29 +32,17 @@ impl Route {
     where
         S: futures::Stream<Item = Message> + 'a,
     {
-        messages
-            .enumerate()
-            .map(move |(index, message)| async move {
-                let start = Instant::now();
-                let result = self.send(&message).await;
-                RouteOutcome {
-                    index,
-                    message,
-                    result,
-                    elapsed: start.elapsed(),
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
+        bulk::stream(messages, concurrency, async |m: &Message| {
+            self.send(m).await
+        })
     }
 
     /// Sends all `messages` with at most `concurrency` in flight and returns the outcomes in input
     /// order, one per message.
     pub async fn send_all(&self, messages: Vec<Message>, concurrency: usize) -> Vec<RouteOutcome> {
-        let mut out: Vec<RouteOutcome> = self
-            .send_stream(futures::stream::iter(messages), concurrency)
-            .collect()
-            .await;
-        out.sort_by_key(|o| o.index);
-        out
+        bulk::all(messages, concurrency, async |m: &Message| {
+            self.send(m).await
+        })
+        .await
     }
 }

@@ -6,6 +6,8 @@
 //! characters outside the basic multilingual plane (emoji), and because the bytes must match
 //! what privacyIDEA (smpplib) puts on the wire exactly.
 
+use smsgw_core::gsm::septets as gsm_septets;
+
 /// `data_coding` for the GSM 03.38 default alphabet.
 pub const DC_GSM: u8 = 0x00;
 /// `data_coding` for UCS-2 (sent as UTF-16 big endian, surrogate pairs included).
@@ -23,46 +25,6 @@ pub const UCS2_SINGLE: usize = 70;
 pub const UCS2_PART: usize = 67;
 /// The most parts a concatenated message can have (the UDH counts them in one octet).
 pub const MAX_PARTS: usize = 255;
-
-/// The GSM 03.38 default alphabet, index = septet value.
-const GSM_BASIC: [char; 128] = [
-    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
-    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1b}', 'Æ', 'æ', 'ß', 'É', //
-    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
-    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
-    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
-    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
-    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
-];
-
-/// The GSM 03.38 extension table: (septet after the 0x1B escape, character).
-const GSM_EXTENSION: [(u8, char); 10] = [
-    (0x0A, '\u{0c}'),
-    (0x14, '^'),
-    (0x28, '{'),
-    (0x29, '}'),
-    (0x2F, '\\'),
-    (0x3C, '['),
-    (0x3D, '~'),
-    (0x3E, ']'),
-    (0x40, '|'),
-    (0x65, '€'),
-];
-
-/// The septets of one character in the GSM default alphabet (one, or two with the escape), or
-/// `None` when the alphabet does not have it.
-fn gsm_septets(c: char) -> Option<([u8; 2], usize)> {
-    if c != '\u{1b}'
-        && let Some(i) = GSM_BASIC.iter().position(|&g| g == c)
-    {
-        return Some(([i as u8, 0], 1));
-    }
-    GSM_EXTENSION
-        .iter()
-        .find(|(_, g)| *g == c)
-        .map(|(s, _)| ([0x1b, *s], 2))
-}
 
 /// True when every character of `text` is in the GSM 03.38 default alphabet or its extension.
 pub fn fits_gsm(text: &str) -> bool {
@@ -184,6 +146,40 @@ pub fn encode(text: &str, reference: u8) -> Result<Encoded, TooLong> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The core's one GSM table, checked entry by entry against rusmpp's independent encoder.
+    #[test]
+    fn gsm_table_agrees_with_rusmpp() {
+        use rusmpp::extra::encoding::gsm7bit::Gsm7BitUnpacked;
+        use smsgw_core::gsm::{BASIC, ESCAPE, EXTENSION};
+        let theirs = Gsm7BitUnpacked::new();
+        for (i, c) in BASIC
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != ESCAPE as usize)
+        {
+            assert_eq!(
+                theirs.encode_to_vec(&c.to_string()).unwrap(),
+                [i as u8],
+                "{c:?}"
+            );
+            assert_eq!(smsgw_core::gsm::decode_unpacked(&[i as u8]), c.to_string());
+        }
+        for (s, c) in EXTENSION {
+            assert_eq!(
+                smsgw_core::gsm::decode_unpacked(&[ESCAPE, s]),
+                c.to_string()
+            );
+            if c == '\u{0c}' {
+                continue; // rusmpp's table lacks the page break (0x1B 0x0A) that GSM 03.38 has
+            }
+            assert_eq!(
+                theirs.encode_to_vec(&c.to_string()).unwrap(),
+                [ESCAPE, s],
+                "{c:?}"
+            );
+        }
+    }
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()

@@ -199,27 +199,24 @@ fn bind_command(settings: &Settings) -> Result<Command, SendError> {
         COctetString::from_str(settings.password.expose_secret()).map_err(|_| bad("PASSWORD"))?;
     let system_type =
         COctetString::from_str(&settings.system_type).map_err(|_| bad("SYSTEM_TYPE"))?;
+    // The bind PDUs are distinct types with the same fields (rusmpp keeps its common one private).
+    macro_rules! bind_pdu {
+        ($pdu:ident) => {
+            $pdu::new(
+                system_id,
+                password,
+                system_type,
+                InterfaceVersion::Smpp3_4,
+                Ton::Unknown,
+                Npi::Unknown,
+                COctetString::empty(),
+            )
+            .into()
+        };
+    }
     let pdu: Pdu = match settings.bind {
-        BindMode::Transmitter => BindTransmitter::new(
-            system_id,
-            password,
-            system_type,
-            InterfaceVersion::Smpp3_4,
-            Ton::Unknown,
-            Npi::Unknown,
-            COctetString::empty(),
-        )
-        .into(),
-        BindMode::Transceiver => BindTransceiver::new(
-            system_id,
-            password,
-            system_type,
-            InterfaceVersion::Smpp3_4,
-            Ton::Unknown,
-            Npi::Unknown,
-            COctetString::empty(),
-        )
-        .into(),
+        BindMode::Transmitter => bind_pdu!(BindTransmitter),
+        BindMode::Transceiver => bind_pdu!(BindTransceiver),
     };
     Ok(Command::new(CommandStatus::EsmeRok, BIND_SEQUENCE, pdu))
 }

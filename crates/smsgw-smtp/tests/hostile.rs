@@ -4,21 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use smsgw_core::{Config, ErrorKind, Gateway, Gateways, Message, Registry};
+mod common;
+
+use common::SIMPLE;
+use smsgw_core::{ErrorKind, Gateway, Message};
 use smsgw_smtp as _;
 use smsgw_testkit::smtp::SmtpSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn gateway(server_toml: &str, options_toml: &str) -> Gateway {
-    let text = format!(
-        "[smtp_servers.mail]\n{server_toml}\n\n[gateways.gw]\nprovider = \"smtp\"\n[gateways.gw.options]\nSMTPIDENTIFIER = \"mail\"\nMAILTO = \"sms@gw.example.net\"\n{options_toml}\n"
-    );
-    let cfg = Config::from_toml_str(&text).unwrap();
-    Gateways::build(&cfg, Registry::global())
-        .unwrap()
-        .get("gw")
-        .unwrap()
-        .clone()
+    common::gateway(server_toml, &format!("{SIMPLE}\n{options_toml}")).unwrap()
 }
 
 /// A server that greets with `220 ` and then sends bytes without a line end until the client

@@ -3,30 +3,16 @@
 //! Alone in its own test binary so that the log capture is the global subscriber and no other
 //! test's threads race with `tracing`'s callsite interest cache.
 
-use smsgw_core::{Config, Gateway, Gateways, Message, Registry};
+mod common;
+
+use common::{PASSWORD, SIMPLE, starttls_login};
+use smsgw_core::{Gateway, Message};
 use smsgw_smtp as _;
 use smsgw_testkit::Fault;
 use smsgw_testkit::smtp::SmtpSink;
 
-const PASSWORD: &str = "pa55-w0rd-XYZZY";
-
 fn gateway(server_toml: &str) -> Gateway {
-    let text = format!(
-        "[smtp_servers.mail]\n{server_toml}\n\n[gateways.gw]\nprovider = \"smtp\"\n[gateways.gw.options]\nSMTPIDENTIFIER = \"mail\"\nMAILTO = \"sms@gw.example.net\"\n"
-    );
-    let cfg = Config::from_toml_str(&text).unwrap();
-    Gateways::build(&cfg, Registry::global())
-        .unwrap()
-        .get("gw")
-        .unwrap()
-        .clone()
-}
-
-fn plain_server(sink: &SmtpSink) -> String {
-    format!(
-        "server = \"127.0.0.1\"\nport = {}\nsender = \"otp@example.org\"\ntimeout = 2",
-        sink.addr().port()
-    )
+    common::gateway(server_toml, SIMPLE).unwrap()
 }
 
 #[tokio::test]
@@ -41,10 +27,7 @@ async fn the_password_never_appears_in_debug_errors_or_logs() {
         .start()
         .await
         .unwrap();
-    let server = format!(
-        "{}\ntls = true\ncheck_ssl = false\nusername = \"u\"\npassword = \"{PASSWORD}\"",
-        plain_server(&sink)
-    );
+    let server = starttls_login(&sink, "u", PASSWORD);
     let gw = gateway(&server);
     gw.send(&Message::new("+4917", "ok")).await.unwrap();
     sink.faults().nth(
@@ -59,10 +42,7 @@ async fn the_password_never_appears_in_debug_errors_or_logs() {
         .await
         .unwrap_err();
 
-    let bad = gateway(&format!(
-        "{}\ntls = true\ncheck_ssl = false\nusername = \"u\"\npassword = \"{PASSWORD}-wrong\"",
-        plain_server(&sink)
-    ));
+    let bad = gateway(&starttls_login(&sink, "u", &format!("{PASSWORD}-wrong")));
     let e2 = bad.send(&Message::new("+4917", "x")).await.unwrap_err();
     assert_eq!(e2.code(), Some("535"));
 

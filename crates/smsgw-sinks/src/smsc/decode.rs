@@ -256,53 +256,8 @@ impl Reader<'_> {
     }
 }
 
-// The GSM 03.38 table again (smsgw-smpp has its own for encoding), on purpose: the test SMSC
-// decodes independently of the provider, so a wrong entry in one shows up as a test failure.
-const GSM_BASIC: [char; 128] = [
-    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
-    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1b}', 'Æ', 'æ', 'ß', 'É', //
-    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
-    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
-    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
-    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
-    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
-];
-
-fn gsm_extension(s: u8) -> Option<char> {
-    Some(match s {
-        0x0A => '\u{0c}',
-        0x14 => '^',
-        0x28 => '{',
-        0x29 => '}',
-        0x2F => '\\',
-        0x3C => '[',
-        0x3D => '~',
-        0x3E => ']',
-        0x40 => '|',
-        0x65 => '€',
-        _ => return None,
-    })
-}
-
 /// Decodes GSM 03.38 septets, one an octet (unpacked), with the extension table.
-pub fn decode_gsm_unpacked(b: &[u8]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < b.len() {
-        let s = b[i] & 0x7f;
-        if s == 0x1b && i + 1 < b.len() {
-            // An unknown extension falls back to the basic character (GSM 03.38).
-            let n = b[i + 1] & 0x7f;
-            out.push(gsm_extension(n).unwrap_or(GSM_BASIC[n as usize]));
-            i += 2;
-        } else {
-            out.push(GSM_BASIC[s as usize]);
-            i += 1;
-        }
-    }
-    out
-}
+pub use smsgw_core::gsm::decode_unpacked as decode_gsm_unpacked;
 
 /// Decodes `short_message` octets by their data_coding: (text, decoding name).
 pub fn decode_text(data_coding: u8, b: &[u8]) -> (String, &'static str) {
