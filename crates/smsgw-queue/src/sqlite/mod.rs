@@ -236,6 +236,23 @@ impl Queue for SqliteQueue {
         .await
     }
 
+    async fn complete_many(&self, done: Vec<Completion>) -> Vec<Result<Completed, QueueError>> {
+        if done.is_empty() {
+            return Vec::new();
+        }
+        let n = done.len();
+        let tx = self.inner.ops.lock().expect("not poisoned").clone();
+        let (reply, rx) = oneshot::channel();
+        // A closed queue drops the request, and with it `reply`: `rx` then fails at once.
+        if let Some(tx) = tx {
+            let _ = tx.send(Op::CompleteMany(done, reply)).await;
+        } else {
+            drop(reply);
+        }
+        rx.await
+            .unwrap_or_else(|_| (0..n).map(|_| Err(QueueError::Closed)).collect())
+    }
+
     async fn recover_in_flight(&self) -> Result<u64, QueueError> {
         let mut conn = self.write().await?;
         let r = sqlx::query(
