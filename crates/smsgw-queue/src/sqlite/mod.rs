@@ -1,5 +1,4 @@
-//! [`SqliteQueue`]: the queue in one SQLite file (WAL, `synchronous = FULL` for accepts, group
-//! commit).
+//! [`SqliteQueue`]: the queue in one SQLite file (WAL, `synchronous = FULL`, group commit).
 
 mod rows;
 mod writer;

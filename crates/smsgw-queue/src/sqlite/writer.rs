@@ -1,16 +1,9 @@
 //! The single writer: every hot write (accepts, claims, outcomes) goes through one task that takes
 //! whatever requests are waiting and commits them in one transaction — one fsync for many
 //! requests (group commit). SQLite allows one writer at a time anyway; this makes it cheap.
-//!
-//! Only accepts need the fsync before their answer (a 202 promises the message is on disk). A
-//! group of claims and outcomes alone commits with `synchronous = NORMAL`: written to the WAL at
-//! once, so safe against a crash of the process, and on disk with the next fsync — the WAL is one
-//! file written in order, so syncing it syncs every earlier commit. A group is synced anyway when
-//! the last sync is older than [`SYNC_AT_LEAST_EVERY`]: a power failure loses at most that much
-//! worker progress, never an accepted message.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::{Connection as _, Row as _, SqliteConnection};
@@ -25,8 +18,6 @@ use crate::model::{
 
 /// The most requests one transaction takes.
 const MAX_GROUP: usize = 2048;
-/// How stale the disk may be behind the WAL's unsynced claims and outcomes.
-pub(crate) const SYNC_AT_LEAST_EVERY: Duration = Duration::from_millis(100);
 /// Rows per INSERT or UPDATE statement: bounds the JSON document one statement reads.
 const ROWS_PER_STATEMENT: usize = 10_000;
 
@@ -63,8 +54,6 @@ enum Reply {
 
 /// Runs until every sender is dropped.
 pub(crate) async fn run(conn: Arc<Mutex<SqliteConnection>>, mut rx: mpsc::Receiver<Op>) {
-    let mut synced = Instant::now();
-    let mut full = true;
     while let Some(first) = rx.recv().await {
         let mut ops = vec![first];
         while ops.len() < MAX_GROUP {
@@ -73,10 +62,8 @@ pub(crate) async fn run(conn: Arc<Mutex<SqliteConnection>>, mut rx: mpsc::Receiv
                 Err(_) => break,
             }
         }
-        let sync = ops.iter().any(|op| matches!(op, Op::Insert(..)))
-            || synced.elapsed() >= SYNC_AT_LEAST_EVERY;
         let mut conn = conn.lock().await;
-        let replies = match lazy_sync(&mut conn, sync, &mut full, &ops).await {
+        let replies = match run_group(&mut conn, &ops).await {
             Ok(r) => r,
             Err(e) => {
                 // One bad request must not fail its neighbours: run each on its own.
@@ -92,9 +79,6 @@ pub(crate) async fn run(conn: Arc<Mutex<SqliteConnection>>, mut rx: mpsc::Receiv
             }
         };
         drop(conn);
-        if sync {
-            synced = Instant::now();
-        }
         for (op, reply) in ops.into_iter().zip(replies) {
             // A caller that went away (client disconnected) no longer needs its answer; the
             // write is durable either way.
@@ -107,36 +91,6 @@ pub(crate) async fn run(conn: Arc<Mutex<SqliteConnection>>, mut rx: mpsc::Receiv
             }
         }
     }
-}
-
-/// [`run_group`], without the fsync unless `sync`. The connection is left at `FULL` for every
-/// other write (tokens, definitions, receipts); the result of the group stands even if that
-/// reset fails (it is tried again before the next group).
-async fn lazy_sync(
-    conn: &mut SqliteConnection,
-    sync: bool,
-    full: &mut bool,
-    ops: &[Op],
-) -> Result<Vec<Reply>, QueueError> {
-    let mode = |full| {
-        if full {
-            "PRAGMA synchronous = FULL"
-        } else {
-            "PRAGMA synchronous = NORMAL"
-        }
-    };
-    if sync != *full {
-        sqlx::raw_sql(mode(sync)).execute(&mut *conn).await?;
-        *full = sync;
-    }
-    let r = run_group(conn, ops).await;
-    if !*full {
-        match sqlx::raw_sql(mode(true)).execute(&mut *conn).await {
-            Ok(_) => *full = true,
-            Err(e) => tracing::error!(error = %e, "cannot set synchronous = FULL again"),
-        }
-    }
-    r
 }
 
 fn error_reply(op: &Op, e: QueueError) -> Reply {
