@@ -39,9 +39,9 @@ pub mod model;
 mod sqlite;
 
 pub use model::{
-    Attempt, CallbackJob, Claimed, DefKind, Enqueued, ListQuery, MessageRecord, Millis, NewMessage,
-    Outcome, Page, Pruned, Receipt, Scope, Stats, Status, StoredDef, Target, TokenRecord,
-    new_message_id, now_ms,
+    Attempt, CallbackJob, Claimed, Completed, Completion, DefKind, Enqueued, ListQuery,
+    MessageRecord, Millis, NewMessage, Outcome, Page, Pruned, Receipt, Scope, Stats, Status,
+    StoredDef, Target, TokenRecord, new_message_id, now_ms,
 };
 pub use sqlite::SqliteQueue;
 
@@ -129,6 +129,26 @@ pub trait Queue: Send + Sync + 'static {
         attempts: Vec<Attempt>,
         outcome: Outcome,
     ) -> Result<MessageRecord, QueueError>;
+
+    /// Records the outcomes of several claimed messages at once (as [`Queue::complete`] does for
+    /// one), one answer per outcome in order: [`QueueError::LeaseLost`] for a lost lease. It
+    /// answers less than `complete` (no message read back), so that a store can write many
+    /// outcomes in one statement; the default calls `complete` for each.
+    async fn complete_many(&self, done: Vec<Completion>) -> Vec<Result<Completed, QueueError>> {
+        let mut out = Vec::with_capacity(done.len());
+        for c in done {
+            out.push(
+                self.complete(&c.id, c.lease, c.attempts, c.outcome)
+                    .await
+                    .map(|rec| Completed {
+                        callback_queued: rec.status.is_final() && rec.callback_url.is_some(),
+                        id: rec.id,
+                        status: rec.status,
+                    }),
+            );
+        }
+        out
+    }
 
     /// Marks every `sending` message as ready again (at start-up of a single-node server: no
     /// other worker can hold a lease), and as a possible duplicate. Returns how many.

@@ -251,6 +251,32 @@ pub enum Outcome {
     },
 }
 
+/// One outcome for [`Queue::complete_many`](crate::Queue::complete_many): what happened to a
+/// claimed message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The message.
+    pub id: String,
+    /// The lease it was claimed under ([`Claimed::lease`]).
+    pub lease: u64,
+    /// The tries to append, in order.
+    pub attempts: Vec<Attempt>,
+    /// What to do with it.
+    pub outcome: Outcome,
+}
+
+/// What [`Queue::complete_many`](crate::Queue::complete_many) recorded for one message: enough
+/// for a worker to tell waiters and the callback sender, without reading the whole message back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// The message.
+    pub id: String,
+    /// Its status now (`queued` again for a retry).
+    pub status: Status,
+    /// True when a status callback was put in the outbox.
+    pub callback_queued: bool,
+}
+
 /// A delivery receipt to record against a sent message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {

@@ -222,6 +222,140 @@ async fn claim_complete_lease_and_recovery() {
 }
 
 #[tokio::test]
+async fn complete_many_writes_every_outcome_at_once() {
+    let (_d, q) = open().await;
+    let gw = Target::Gateway("gw".into());
+    let mut plain = msg("+5", None);
+    plain.callback_url = None;
+    let mut v = vec![plain];
+    v.extend((0..4).map(|i| msg(&format!("+{i}"), None)));
+    q.enqueue_batch(v).await.unwrap();
+    let c = q.claim(&gw, 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(c.len(), 5);
+    let by_to = |to: &str| c.iter().find(|x| x.record.to == to).unwrap();
+    let done = |x: &Claimed, attempts: Vec<Attempt>, outcome: Outcome| Completion {
+        id: x.record.id.clone(),
+        lease: x.lease,
+        attempts,
+        outcome,
+    };
+    let got = q
+        .complete_many(vec![
+            done(
+                by_to("+0"),
+                vec![attempt("not_sent"), attempt("sent")],
+                Outcome::Sent {
+                    message_ids: vec!["m1".into(), "m2".into()],
+                },
+            ),
+            done(
+                by_to("+1"),
+                vec![attempt("refused")],
+                Outcome::Final {
+                    status: Status::Failed,
+                },
+            ),
+            done(
+                by_to("+2"),
+                vec![attempt("not_sent")],
+                Outcome::Retry { not_before: 0 },
+            ),
+            // A lease that is not current.
+            Completion {
+                lease: by_to("+3").lease + 7,
+                ..done(by_to("+3"), vec![], Outcome::Retry { not_before: 0 })
+            },
+            done(
+                by_to("+5"),
+                vec![attempt("sent")],
+                Outcome::Sent {
+                    message_ids: vec![],
+                },
+            ),
+        ])
+        .await;
+    assert_eq!(got.len(), 5);
+    let ok: Vec<(Status, bool)> = got
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|c| (c.status, c.callback_queued)))
+        .collect();
+    assert_eq!(
+        ok,
+        vec![
+            (Status::Sent, true),
+            (Status::Failed, true),
+            (Status::Queued, false),
+            (Status::Sent, false)
+        ]
+    );
+    assert!(matches!(&got[3], Err(QueueError::LeaseLost(id)) if *id == by_to("+3").record.id));
+    let sent = q.get(&by_to("+0").record.id).await.unwrap().unwrap();
+    assert_eq!(sent.message_ids, vec!["m1", "m2"]);
+    assert_eq!(
+        sent.attempts
+            .iter()
+            .map(|a| a.kind.as_str())
+            .collect::<Vec<_>>(),
+        vec!["not_sent", "sent"]
+    );
+    // The retried message keeps its first attempt and appends the next one.
+    let again = q.claim(&gw, 10, Duration::from_secs(30)).await.unwrap();
+    let retried = again
+        .iter()
+        .find(|x| x.record.to == "+2")
+        .expect("due again");
+    let got = q
+        .complete_many(vec![done(
+            retried,
+            vec![attempt("sent")],
+            Outcome::Sent {
+                message_ids: vec!["m3".into()],
+            },
+        )])
+        .await;
+    assert!(got[0].is_ok());
+    let rec = q.get(&retried.record.id).await.unwrap().unwrap();
+    assert_eq!(
+        rec.attempts
+            .iter()
+            .map(|a| a.kind.as_str())
+            .collect::<Vec<_>>(),
+        vec!["not_sent", "sent"]
+    );
+    // Gateway ids find their message (delivery receipts); callbacks are in the outbox.
+    let r = q
+        .record_receipt(&Receipt {
+            gateway: "gw".into(),
+            provider_id: "m2".into(),
+            delivered: false,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.to.as_str(), r.status), ("+0", Status::Undelivered));
+    let cbs = q.due_callbacks(10).await.unwrap();
+    assert_eq!(
+        cbs.iter().map(|c| c.status).collect::<Vec<_>>(),
+        vec![
+            Status::Sent,
+            Status::Failed,
+            Status::Sent,
+            Status::Undelivered
+        ]
+    );
+    // A closed queue answers every outcome with an error.
+    q.close().await;
+    let got = q
+        .complete_many(vec![done(
+            retried,
+            vec![],
+            Outcome::Retry { not_before: 0 },
+        )])
+        .await;
+    assert!(matches!(got[..], [Err(QueueError::Closed)]));
+}
+
+#[tokio::test]
 async fn list_pages_and_prune() {
     let (_d, q) = open().await;
     for i in 0..25 {

@@ -1,18 +1,27 @@
 //! The `smsgw serve` benchmark: accepted messages/s through `POST /v1/messages` and `:batch`
-//! (with p50/p99 of the 202), end-to-end messages/s from POST to an HTTP sink, and the POST-to-
-//! arrival latency at 1 000 messages/s offered. Everything on loopback, in one process.
+//! (with p50/p99 of the 202), end-to-end messages/s from POST to an HTTP gateway, and the
+//! POST-to-arrival latency at 1 000 messages/s offered. With `--soak N`, instead: N messages
+//! accepted and sent in waves, with short retentions so that pruning runs, printing the resident
+//! memory and the database size as it goes. Everything on loopback, in one process.
 //!
-//! `cargo run --release -p smsgw-server --example bench_serve [-- --single N --batch N --e2e N --rate-secs S]`
+//! `cargo run --release -p smsgw-server --example bench_serve [-- --single N --batch N --e2e N
+//! --rate-secs S --threads T --clients C]`, or `[-- --soak 1000000 --threads T]`
+//!
+//! The gateway is an HTTP gateway (the `http` provider) pointed at a counting sink: it answers
+//! `200 OK` and keeps a count, plus the arrival time of each text only while the latency is
+//! measured, so that a million messages cost it no memory.
 //!
 //! Prints one `key=value` line per result (for `cargo xtask bench serve`) after a readable summary.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::{RawQuery, State};
 use smsgw as _;
-use smsgw_testkit::http::HttpSink;
+use smsgw_queue::Queue as _;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -32,15 +41,71 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v[i].as_secs_f64() * 1000.0
 }
 
-fn rss_kib() -> u64 {
+/// A field of /proc/self/status in KiB: `VmRSS` (now) or `VmHWM` (the peak so far).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+fn db_bytes(db: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The gateway: counts requests, and while `timing` is on notes when each text arrived.
+#[derive(Default)]
+struct Sink {
+    count: AtomicUsize,
+    timing: AtomicBool,
+    arrivals: Mutex<HashMap<String, Instant>>,
+}
+
+impl Sink {
+    async fn start() -> (Arc<Sink>, String) {
+        let sink = Arc::new(Sink::default());
+        let app = axum::Router::new()
+            .route("/send", axum::routing::get(receive).post(receive))
+            .with_state(sink.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/send", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (sink, url)
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    async fn wait_for(&self, n: usize, limit: Duration) -> Duration {
+        let start = Instant::now();
+        while self.count() < n && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        start.elapsed()
+    }
+}
+
+async fn receive(State(sink): State<Arc<Sink>>, RawQuery(q): RawQuery) -> &'static str {
+    if sink.timing.load(Ordering::Relaxed) {
+        let at = Instant::now();
+        let text = url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "text")
+            .map(|(_, v)| v.into_owned());
+        if let Some(t) = text {
+            sink.arrivals.lock().unwrap().insert(t, at);
+        }
+    }
+    sink.count.fetch_add(1, Ordering::Relaxed);
+    "OK"
 }
 
 struct Bench {
@@ -90,40 +155,76 @@ impl Bench {
         let v = std::mem::take(&mut *lat.lock().unwrap());
         (el, v)
     }
+
+    /// Posts one `:batch` body; returns how long the 202 took.
+    async fn batch(&self, body: String) -> Duration {
+        let t = Instant::now();
+        let r = self
+            .http
+            .post(format!("{}/v1/messages:batch", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let _ = r.bytes().await;
+        t.elapsed()
+    }
 }
 
-async fn wait_for(sink: &HttpSink, n: usize, limit: Duration) -> Duration {
-    let start = Instant::now();
-    while sink.recorder().len() < n && start.elapsed() < limit {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    start.elapsed()
+/// A `:batch` body of `per` messages, numbered from `first`.
+fn batch_body(first: usize, per: usize) -> String {
+    let msgs: Vec<String> = (first..first + per)
+        .map(|i| format!(r#"{{"to":"+4916{i:08}","text":"Your code is {i:06}","gateway":"sink"}}"#))
+        .collect();
+    format!(r#"{{"messages":[{}]}}"#, msgs.join(","))
 }
 
 fn main() {
-    let single = arg("--single", 20_000);
-    let batch = arg("--batch", 100_000);
-    let e2e = arg("--e2e", 20_000);
-    let rate_secs = arg("--rate-secs", 3);
     let threads = arg("--threads", 2);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(single, batch, e2e, rate_secs));
+    rt.block_on(async {
+        let soak = arg("--soak", 0);
+        if soak > 0 {
+            run_soak(soak).await
+        } else {
+            run(
+                arg("--single", 20_000),
+                arg("--batch", 100_000),
+                arg("--e2e", 20_000),
+                arg("--rate-secs", 3),
+                arg("--clients", 64),
+            )
+            .await
+        }
+    });
 }
 
-async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize) {
+/// A server with an HTTP gateway `sink`, a send token, and a client for it.
+struct Setup {
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    sink: Arc<Sink>,
+    queue: smsgw_queue::SqliteQueue,
+    server: smsgw_server::Running,
+    bench: Bench,
+}
+
+async fn setup(adjust: impl FnOnce(&mut smsgw_server::ServerOptions)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let sink = HttpSink::start().await.unwrap();
+    let (sink, url) = Sink::start().await;
     let db = dir.path().join("bench.db");
     let cfg = dir.path().join("smsgw.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[gateways.sink]\nprovider = \"http\"\n[gateways.sink.options]\nURL = \"{}/send\"\nto = \"{{phone}}\"\ntext = \"{{otp}}\"\n",
-            sink.url()
+            "[gateways.sink]\nprovider = \"http\"\n[gateways.sink.options]\nURL = \"{url}\"\nto = \"{{phone}}\"\ntext = \"{{otp}}\"\n"
         ),
     )
     .unwrap();
@@ -143,23 +244,47 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize) {
     let token = String::from_utf8(out).unwrap().trim().to_owned();
     let mut o = smsgw_server::ServerOptions::new("127.0.0.1:0".parse().unwrap(), db.clone());
     o.config = Some(cfg);
-    let server = smsgw_server::start(o).await.unwrap();
-    let b = Bench {
+    adjust(&mut o);
+    // The bench keeps a handle on the queue, to prune it as the server's retention does.
+    let queue = smsgw_queue::SqliteQueue::open(&db).await.unwrap();
+    let server = smsgw_server::start_with_queue(o, Arc::new(queue.clone()))
+        .await
+        .unwrap();
+    let bench = Bench {
         base: format!("http://{}", server.addr()),
         token,
         http: reqwest::Client::builder()
             .no_proxy()
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(1024)
             .build()
             .unwrap(),
     };
+    Setup {
+        _dir: dir,
+        db,
+        sink,
+        queue,
+        server,
+        bench,
+    }
+}
+
+async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients: usize) {
+    let Setup {
+        _dir,
+        db,
+        sink,
+        queue: _,
+        server,
+        bench: b,
+    } = setup(|_| {}).await;
     let mut results: Vec<(String, String)> = Vec::new();
 
     // 1. Accepting single POSTs (the worker drains them at the same time).
-    let (el, mut lat) = b.singles(single, 64, "s").await;
+    let (el, mut lat) = b.singles(single, clients, "s").await;
     let rate = single as f64 / el.as_secs_f64();
     println!(
-        "accept, single POST: {single} in {el:.2?} = {rate:.0} msgs/s; 202 p50 {:.2} ms p99 {:.2} ms",
+        "accept, single POST ({clients} clients): {single} in {el:.2?} = {rate:.0} msgs/s; 202 p50 {:.2} ms p99 {:.2} ms",
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99)
     );
@@ -172,33 +297,17 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize) {
         "accept_single_p99_ms".into(),
         format!("{:.2}", pct(&mut lat, 0.99)),
     ));
-    wait_for(&sink, single, Duration::from_secs(60)).await;
+    sink.wait_for(single, Duration::from_secs(60)).await;
 
     // 2. Accepting batches of 10 000.
     let per = 10_000usize;
-    let body = |k: usize| {
-        let msgs: Vec<String> = (0..per)
-            .map(|i| format!(r#"{{"to":"+4916{k:03}{i:05}","text":"b{k}-{i}","gateway":"sink"}}"#))
-            .collect();
-        format!(r#"{{"messages":[{}]}}"#, msgs.join(","))
-    };
-    let bodies: Vec<String> = (0..batch.div_ceil(per)).map(body).collect();
+    let bodies: Vec<String> = (0..batch.div_ceil(per))
+        .map(|k| batch_body(k * per, per))
+        .collect();
     let start = Instant::now();
     let mut lat = Vec::new();
     for bd in bodies {
-        let t = Instant::now();
-        let r = b
-            .http
-            .post(format!("{}/v1/messages:batch", b.base))
-            .bearer_auth(&b.token)
-            .header("content-type", "application/json")
-            .body(bd)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        let _ = r.bytes().await;
-        lat.push(t.elapsed());
+        lat.push(b.batch(bd).await);
     }
     let el = start.elapsed();
     let n = batch.div_ceil(per) * per;
@@ -209,31 +318,24 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize) {
         pct(&mut lat, 0.99)
     );
     results.push(("accept_batch_msgs_per_s".into(), format!("{rate:.0}")));
-    let drained = wait_for(&sink, single + n, Duration::from_secs(120)).await;
+    let drained = sink.wait_for(single + n, Duration::from_secs(120)).await;
     println!("  (the worker drained the batch backlog {drained:.2?} after the last 202)");
 
-    // 3. End to end: POST to the sink's receipt.
-    sink.clear();
+    // 3. End to end: POST to the gateway's receipt.
+    let before = sink.count();
     let start = Instant::now();
-    let (_, _) = b.singles(e2e, 64, "e").await;
-    wait_for(&sink, e2e, Duration::from_secs(60)).await;
+    let (_, _) = b.singles(e2e, clients, "e").await;
+    sink.wait_for(before + e2e, Duration::from_secs(60)).await;
     let el = start.elapsed();
-    let rate = sink.recorder().len() as f64 / el.as_secs_f64();
-    println!("end to end: {e2e} POST → sink in {el:.2?} = {rate:.0} msgs/s");
+    let rate = (sink.count() - before) as f64 / el.as_secs_f64();
+    println!("end to end: {e2e} POST → gateway in {el:.2?} = {rate:.0} msgs/s");
     results.push(("e2e_msgs_per_s".into(), format!("{rate:.0}")));
 
     // 4. Latency POST → arrival at 1 000 msgs/s offered.
-    sink.clear();
-    let mut rx = sink.recorder().subscribe();
+    sink.timing.store(true, Ordering::Relaxed);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let arrivals = tokio::spawn(async move {
-        let mut v = Vec::new();
-        while let Ok(r) = rx.recv().await {
-            v.push((r.text, Instant::now()));
-        }
-        v
-    });
     let total = rate_secs * 1000;
+    let before = sink.count();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut posts = Vec::new();
@@ -262,17 +364,16 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize) {
     for p in posts {
         p.await.unwrap();
     }
-    wait_for(&sink, total, Duration::from_secs(30)).await;
+    sink.wait_for(before + total, Duration::from_secs(30)).await;
     server.shutdown().await;
-    drop(sink);
-    let arrivals = arrivals.await.unwrap();
+    let arrivals = std::mem::take(&mut *sink.arrivals.lock().unwrap());
     let sent = sent.lock().unwrap();
     let mut lat: Vec<Duration> = arrivals
         .iter()
         .filter_map(|(t, at)| sent.get(t).map(|s| at.duration_since(*s)))
         .collect();
     println!(
-        "latency at 1000 msgs/s offered: {} arrivals, POST → sink p50 {:.2} ms p99 {:.2} ms",
+        "latency at 1000 msgs/s offered: {} arrivals, POST → gateway p50 {:.2} ms p99 {:.2} ms",
         lat.len(),
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99)
@@ -285,19 +386,122 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize) {
         "e2e_at_1000_p99_ms".into(),
         format!("{:.2}", pct(&mut lat, 0.99)),
     ));
-    let db_size: u64 = ["", "-wal"]
-        .iter()
-        .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())
-        .map(|m| m.len())
-        .sum();
+    let db_size = db_bytes(&db);
+    let peak = status_kib("VmHWM:");
     println!(
         "peak RSS {} MiB, database {} MiB",
-        rss_kib() / 1024,
+        peak / 1024,
         db_size / (1024 * 1024)
     );
-    results.push(("peak_rss_kib".into(), rss_kib().to_string()));
+    results.push(("peak_rss_kib".into(), peak.to_string()));
     results.push(("db_bytes".into(), db_size.to_string()));
     for (k, v) in results {
+        println!("{k}={v}");
+    }
+}
+
+/// Texts are erased this long after a message is final, rows deleted after `ROW_RETENTION`.
+const TEXT_RETENTION: Duration = Duration::from_secs(5);
+const ROW_RETENTION: Duration = Duration::from_secs(30);
+/// How often the soak prunes (the server itself prunes at start and every hour).
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
+/// Messages per wave (`:batch` requests of 10 000), and how many may be unsent when the next
+/// wave starts.
+const WAVE: usize = 50_000;
+
+async fn run_soak(total: usize) {
+    let Setup {
+        _dir,
+        db,
+        sink,
+        queue,
+        server,
+        bench: b,
+    } = setup(|o| {
+        o.text_retention = TEXT_RETENTION;
+        o.row_retention = ROW_RETENTION;
+    })
+    .await;
+    println!(
+        "soak: {total} messages in waves of {WAVE} (`:batch` of 10 000), texts kept {TEXT_RETENTION:?}, rows {ROW_RETENTION:?}, pruned every {PRUNE_EVERY:?}"
+    );
+    // Retention as the server runs it (`Queue::prune`), only more often.
+    let pruned = Arc::new(Mutex::new((0u64, 0u64)));
+    let pruner = {
+        let (queue, pruned) = (queue.clone(), pruned.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PRUNE_EVERY).await;
+                let now = smsgw_queue::now_ms();
+                let p = queue
+                    .prune(
+                        now - TEXT_RETENTION.as_millis() as i64,
+                        now - ROW_RETENTION.as_millis() as i64,
+                    )
+                    .await
+                    .unwrap();
+                let mut t = pruned.lock().unwrap();
+                t.0 += p.texts;
+                t.1 += p.rows;
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut posted = 0;
+    let mut samples = Vec::new();
+    println!("      sent   accepted    secs  RSS MiB  DB+WAL MiB  texts erased  rows deleted");
+    while posted < total {
+        let n = WAVE.min(total - posted);
+        for k in (0..n).step_by(10_000) {
+            b.batch(batch_body(posted + k, 10_000.min(n - k))).await;
+        }
+        posted += n;
+        // The next wave waits until at most one wave is unsent: the backlog stays bounded.
+        sink.wait_for(posted.saturating_sub(WAVE), Duration::from_secs(300))
+            .await;
+        let rss = status_kib("VmRSS:");
+        samples.push(rss);
+        let (texts, rows) = *pruned.lock().unwrap();
+        println!(
+            "{:>10} {posted:>10} {:>7.1} {:>8} {:>11} {texts:>13} {rows:>13}",
+            sink.count(),
+            start.elapsed().as_secs_f64(),
+            rss / 1024,
+            db_bytes(&db) / (1024 * 1024),
+        );
+    }
+    sink.wait_for(total, Duration::from_secs(600)).await;
+    let el = start.elapsed();
+    pruner.abort();
+    let db_size = db_bytes(&db);
+    let (texts, rows) = *pruned.lock().unwrap();
+    let counts = queue.stats().await.unwrap();
+    server.shutdown().await;
+    let rate = sink.count() as f64 / el.as_secs_f64();
+    let first = samples.first().copied().unwrap_or(0);
+    let max = samples.iter().copied().max().unwrap_or(0);
+    let last = samples.last().copied().unwrap_or(0);
+    println!(
+        "soak: {} sent in {el:.1?} = {rate:.0} msgs/s; RSS after the first wave {} MiB, highest {} MiB, last {} MiB, peak (VmHWM) {} MiB; database + WAL {} MiB; {texts} texts erased, {rows} rows deleted; left in the database: {:?}",
+        sink.count(),
+        first / 1024,
+        max / 1024,
+        last / 1024,
+        status_kib("VmHWM:") / 1024,
+        db_size / (1024 * 1024),
+        counts.by_status,
+    );
+    for (k, v) in [
+        ("soak_messages", sink.count().to_string()),
+        ("soak_msgs_per_s", format!("{rate:.0}")),
+        ("soak_rss_first_kib", first.to_string()),
+        ("soak_rss_max_kib", max.to_string()),
+        ("soak_rss_last_kib", last.to_string()),
+        ("peak_rss_kib", status_kib("VmHWM:").to_string()),
+        ("db_bytes", db_size.to_string()),
+        ("pruned_texts", texts.to_string()),
+        ("pruned_rows", rows.to_string()),
+    ] {
         println!("{k}={v}");
     }
 }

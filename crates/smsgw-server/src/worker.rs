@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smsgw_core::{ErrorKind, Message};
-use smsgw_queue::{Attempt, Claimed, Outcome, Queue, Status, Target, now_ms};
+use smsgw_queue::{Attempt, Claimed, Completion, Outcome, Queue, Status, Target, now_ms};
 
 pub use crate::dispatch::{Dispatched, Dispatcher, RouterDispatcher};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -162,19 +162,19 @@ impl Worker {
             }
             for (c, permit) in claimed.into_iter().zip(held) {
                 let me = self.clone();
-                sends.spawn(async move {
-                    me.send_one(c).await;
-                    drop(permit);
-                });
+                // The permit bounds sends to the gateway; recording the outcome waits for the
+                // next group commit and holds no permit, so the gateway is fed meanwhile.
+                sends.spawn(async move { me.send_one(c, permit).await });
             }
             while sends.try_join_next().is_some() {}
         }
         while sends.join_next().await.is_some() {}
     }
 
-    async fn send_one(&self, c: Claimed) {
+    async fn send_one(&self, c: Claimed, permit: tokio::sync::OwnedSemaphorePermit) {
         let rec = &c.record;
         let Some(text) = rec.text.clone() else {
+            drop(permit);
             // Retention erased the text of a message that never finished: nothing can be sent.
             self.finish(
                 &c,
@@ -188,6 +188,7 @@ impl Worker {
         };
         let msg = Message::new(rec.to.clone(), text);
         let d = self.dispatcher.dispatch(&rec.target, &msg).await;
+        drop(permit);
         let outcome = match &d.result {
             Ok(r) => Outcome::Sent {
                 message_ids: r.message_ids.clone(),
@@ -218,23 +219,29 @@ impl Worker {
     }
 
     async fn finish(&self, c: &Claimed, attempts: Vec<Attempt>, outcome: Outcome) {
-        let retry = matches!(outcome, Outcome::Retry { .. });
-        match self
-            .queue
-            .complete(&c.record.id, c.lease, attempts, outcome)
-            .await
-        {
-            Ok(rec) => {
-                metrics::counter!("smsgw_messages_finished_total", "status" => rec.status.as_str())
-                    .increment(u64::from(!retry));
+        let done = Completion {
+            id: c.record.id.clone(),
+            lease: c.lease,
+            attempts,
+            outcome,
+        };
+        // One outcome per call: the queue's writer gathers the outcomes of concurrent sends
+        // into one statement of its next group commit.
+        match self.queue.complete_many(vec![done]).await.pop() {
+            Some(Ok(rec)) => {
                 if rec.status.is_final() {
+                    metrics::counter!("smsgw_messages_finished_total", "status" => rec.status.as_str())
+                        .increment(1);
                     self.waiters.finished(&rec.id);
-                    if rec.callback_url.is_some() {
+                    if rec.callback_queued {
                         self.callbacks.notify_one();
                     }
                 }
             }
-            Err(e) => tracing::error!(id = %c.record.id, error = %e, "cannot record an outcome"),
+            Some(Err(e)) => {
+                tracing::error!(id = %c.record.id, error = %e, "cannot record an outcome")
+            }
+            None => tracing::error!(id = %c.record.id, "the queue answered no outcome"),
         }
     }
 }

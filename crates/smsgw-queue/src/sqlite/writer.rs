@@ -5,20 +5,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Connection as _, QueryBuilder, Sqlite, SqliteConnection};
+use serde::Serialize;
+use sqlx::{Connection as _, Row as _, SqliteConnection};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::rows::{MESSAGE_COLUMNS, message};
 use crate::QueueError;
 use crate::model::{
-    Attempt, Claimed, Enqueued, MessageRecord, NewMessage, Outcome, Status, Target, new_message_id,
-    now_ms,
+    Attempt, Claimed, Completed, Completion, Enqueued, MessageRecord, NewMessage, Outcome, Status,
+    Target, new_message_id, now_ms,
 };
 
 /// The most requests one transaction takes.
 const MAX_GROUP: usize = 2048;
-/// Rows per multi-row INSERT (11 bound values each, under SQLite's 32 766).
-const INSERT_CHUNK: usize = 2000;
+/// Rows per INSERT or UPDATE statement: bounds the JSON document one statement reads.
+const ROWS_PER_STATEMENT: usize = 10_000;
 
 pub(crate) enum Op {
     Insert(
@@ -38,12 +39,17 @@ pub(crate) enum Op {
         outcome: Outcome,
         reply: oneshot::Sender<Result<MessageRecord, QueueError>>,
     },
+    CompleteMany(
+        Vec<Completion>,
+        oneshot::Sender<Vec<Result<Completed, QueueError>>>,
+    ),
 }
 
 enum Reply {
     Insert(Result<Vec<Enqueued>, QueueError>),
     Claim(Result<Vec<Claimed>, QueueError>),
     Complete(Box<Result<MessageRecord, QueueError>>),
+    CompleteMany(Vec<Result<Completed, QueueError>>),
 }
 
 /// Runs until every sender is dropped.
@@ -80,6 +86,7 @@ pub(crate) async fn run(conn: Arc<Mutex<SqliteConnection>>, mut rx: mpsc::Receiv
                 (Op::Insert(_, tx), Reply::Insert(r)) => drop(tx.send(r)),
                 (Op::Claim { reply, .. }, Reply::Claim(r)) => drop(reply.send(r)),
                 (Op::Complete { reply, .. }, Reply::Complete(r)) => drop(reply.send(*r)),
+                (Op::CompleteMany(_, tx), Reply::CompleteMany(r)) => drop(tx.send(r)),
                 _ => unreachable!("replies are made in op order"),
             }
         }
@@ -91,6 +98,12 @@ fn error_reply(op: &Op, e: QueueError) -> Reply {
         Op::Insert(..) => Reply::Insert(Err(e)),
         Op::Claim { .. } => Reply::Claim(Err(e)),
         Op::Complete { .. } => Reply::Complete(Box::new(Err(e))),
+        Op::CompleteMany(items, _) => Reply::CompleteMany(
+            items
+                .iter()
+                .map(|_| Err(QueueError::Store(e.to_string())))
+                .collect(),
+        ),
     }
 }
 
@@ -109,10 +122,23 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
         .flatten()
         .collect();
     let mut inserted = insert(&mut tx, &all, now).await?.into_iter();
+    // Likewise every outcome of the group in one UPDATE.
+    let outcomes: Vec<&Completion> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::CompleteMany(items, _) => Some(items.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut completed = complete_many(&mut tx, &outcomes, now).await?.into_iter();
     let mut replies = Vec::with_capacity(ops.len());
     for op in ops {
         replies.push(match op {
             Op::Insert(msgs, _) => Reply::Insert(Ok(inserted.by_ref().take(msgs.len()).collect())),
+            Op::CompleteMany(items, _) => {
+                Reply::CompleteMany(completed.by_ref().take(items.len()).collect())
+            }
             Op::Claim {
                 target, max, lease, ..
             } => Reply::Claim(Ok(claim(&mut tx, target, *max, *lease, now).await?)),
@@ -131,6 +157,27 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
     Ok(replies)
 }
 
+/// One new message as the INSERT reads it from a JSON array (`json_each`): one prepared
+/// statement, whatever the number of rows.
+#[derive(Serialize)]
+struct InsertRow<'a> {
+    id: &'a str,
+    to: &'a str,
+    text: &'a str,
+    k: &'static str,
+    t: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    m: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cb: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String, QueueError> {
+    serde_json::to_string(v).map_err(|e| QueueError::Store(e.to_string()))
+}
+
 async fn insert(
     conn: &mut SqliteConnection,
     msgs: &[&NewMessage],
@@ -140,37 +187,62 @@ async fn insert(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = msgs.iter().map(|_| new_message_id()).collect();
-    let mut inserted = std::collections::HashMap::with_capacity(msgs.len());
-    for (chunk, chunk_ids) in msgs.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+    let mut inserted = std::collections::HashSet::with_capacity(msgs.len());
+    for (chunk, chunk_ids) in msgs
+        .chunks(ROWS_PER_STATEMENT)
+        .zip(ids.chunks(ROWS_PER_STATEMENT))
+    {
+        let rows: Vec<InsertRow<'_>> = chunk
+            .iter()
+            .zip(chunk_ids)
+            .map(|(m, id)| InsertRow {
+                id,
+                to: &m.to,
+                text: &m.text,
+                k: m.target.kind(),
+                t: m.target.name(),
+                m: m.metadata.as_ref().map(|v| v.to_string()),
+                cb: m.callback_url.as_deref(),
+                key: m.idempotency_key.as_deref(),
+            })
+            .collect();
+        // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause.
+        let got = sqlx::query(
             "INSERT INTO messages (id, to_number, text, target_kind, target, status, metadata, \
-             callback_url, idem_key, created_at, updated_at) ",
-        );
-        qb.push_values(chunk.iter().zip(chunk_ids), |mut b, (m, id)| {
-            b.push_bind(id.as_str())
-                .push_bind(m.to.as_str())
-                .push_bind(m.text.as_str())
-                .push_bind(m.target.kind())
-                .push_bind(m.target.name())
-                .push_bind(Status::Queued.as_str())
-                .push_bind(m.metadata.as_ref().map(|v| v.to_string()))
-                .push_bind(m.callback_url.as_deref())
-                .push_bind(m.idempotency_key.as_deref())
-                .push_bind(now)
-                .push_bind(now);
-        });
-        qb.push(" ON CONFLICT (idem_key) DO NOTHING RETURNING ");
-        qb.push(MESSAGE_COLUMNS);
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            let (rec, _) = message(&row)?;
-            inserted.insert(rec.id.clone(), rec);
+               callback_url, idem_key, created_at, updated_at) \
+             SELECT value ->> 'id', value ->> 'to', value ->> 'text', value ->> 'k', value ->> 't', \
+               'queued', value ->> 'm', value ->> 'cb', value ->> 'key', ?2, ?2 \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+        )
+        .bind(to_json(&rows)?)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in got {
+            inserted.insert(row.try_get::<String, _>(0)?);
         }
     }
     let mut out = Vec::with_capacity(msgs.len());
     for (m, id) in msgs.iter().zip(ids) {
-        if let Some(rec) = inserted.remove(&id) {
+        if inserted.remove(&id) {
+            // The row is exactly what was sent: no need to read it back.
             out.push(Enqueued {
-                record: rec,
+                record: MessageRecord {
+                    id,
+                    to: m.to.clone(),
+                    text: Some(m.text.clone()),
+                    target: m.target.clone(),
+                    status: Status::Queued,
+                    attempts: Vec::new(),
+                    message_ids: Vec::new(),
+                    metadata: m.metadata.clone(),
+                    callback_url: m.callback_url.clone(),
+                    idempotency_key: m.idempotency_key.clone(),
+                    possible_duplicate: false,
+                    created_at: now,
+                    updated_at: now,
+                },
                 created: true,
             });
             continue;
@@ -237,11 +309,7 @@ async fn complete(
     outcome: &Outcome,
     now: i64,
 ) -> Result<Result<MessageRecord, QueueError>, QueueError> {
-    let (status, not_before, ids) = match outcome {
-        Outcome::Sent { message_ids } => (Status::Sent, 0, Some(message_ids)),
-        Outcome::Final { status } => (*status, 0, None),
-        Outcome::Retry { not_before } => (Status::Queued, *not_before, None),
-    };
+    let (status, not_before, ids) = outcome_parts(outcome);
     // Append the attempts in SQL, so that no read of the old list is needed.
     let mut append = String::from("attempts");
     if !attempts.is_empty() {
@@ -292,6 +360,133 @@ async fn complete(
         queue_callback(conn, &rec, now).await?;
     }
     Ok(Ok(rec))
+}
+
+/// One outcome as the UPDATE reads it from a JSON array.
+#[derive(Serialize)]
+struct OutcomeRow<'a> {
+    id: &'a str,
+    lease: i64,
+    status: &'static str,
+    not_before: i64,
+    /// The gateway's ids, as the JSON text stored in `message_ids`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ids: Option<String>,
+    /// The attempts to append, as a JSON array text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<String>,
+}
+
+/// Applies many outcomes with one UPDATE (and at most one INSERT each for gateway ids and
+/// callbacks), instead of a statement and a read-back per message.
+async fn complete_many(
+    conn: &mut SqliteConnection,
+    items: &[&Completion],
+    now: i64,
+) -> Result<Vec<Result<Completed, QueueError>>, QueueError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    // id -> (seq, status, callback_url) of every row whose lease still held.
+    let mut updated = std::collections::HashMap::with_capacity(items.len());
+    for chunk in items.chunks(ROWS_PER_STATEMENT) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for c in chunk {
+            let (status, not_before, ids) = outcome_parts(&c.outcome);
+            rows.push(OutcomeRow {
+                id: &c.id,
+                lease: c.lease as i64,
+                status: status.as_str(),
+                not_before,
+                ids: ids.map(to_json).transpose()?,
+                attempts: (!c.attempts.is_empty())
+                    .then(|| to_json(&c.attempts))
+                    .transpose()?,
+            });
+        }
+        // Attempts are appended by splicing two JSON array texts (both written here, compact),
+        // so that the old list is neither read nor parsed. `+status` keeps the planner on the id
+        // index (one lookup per outcome) instead of scanning every `sending` row.
+        let got = sqlx::query(
+            "UPDATE messages SET status = v.value ->> 'status', \
+               not_before = v.value ->> 'not_before', lease_until = NULL, updated_at = ?2, \
+               message_ids = COALESCE(v.value ->> 'ids', message_ids), \
+               attempts = CASE WHEN v.value ->> 'attempts' IS NULL THEN attempts \
+                 WHEN attempts = '[]' THEN v.value ->> 'attempts' \
+                 ELSE substr(attempts, 1, length(attempts) - 1) || ',' \
+                   || substr(v.value ->> 'attempts', 2) END \
+             FROM json_each(?1) AS v \
+             WHERE messages.id = v.value ->> 'id' AND messages.lease = v.value ->> 'lease' \
+               AND +messages.status = 'sending' \
+             RETURNING messages.id, messages.seq, messages.status, messages.callback_url",
+        )
+        .bind(to_json(&rows)?)
+        .bind(now)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in got {
+            let id: String = row.try_get(0)?;
+            let seq: i64 = row.try_get(1)?;
+            let status: String = row.try_get(2)?;
+            let status = Status::parse(&status)
+                .ok_or_else(|| QueueError::Store(format!("invalid status '{status}'")))?;
+            let url: Option<String> = row.try_get(3)?;
+            updated.insert(id, (seq, status, url));
+        }
+    }
+    // Gateway ids (for delivery receipts) and callbacks of the rows that were updated.
+    let mut pids = Vec::new();
+    let mut callbacks = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
+    for c in items {
+        // Taken out, so that a second outcome for the same message in this group is refused.
+        let Some((seq, status, url)) = updated.remove(&c.id) else {
+            out.push(Err(QueueError::LeaseLost(c.id.clone())));
+            continue;
+        };
+        if let (Outcome::Sent { message_ids }, Some(a)) = (&c.outcome, c.attempts.last()) {
+            for pid in message_ids {
+                pids.push(serde_json::json!([a.gateway, pid, seq]));
+            }
+        }
+        let callback_queued = status.is_final() && url.is_some();
+        if let Some(url) = url.filter(|_| callback_queued) {
+            callbacks.push(serde_json::json!([c.id, url, status.as_str()]));
+        }
+        out.push(Ok(Completed {
+            id: c.id.clone(),
+            status,
+            callback_queued,
+        }));
+    }
+    if !pids.is_empty() {
+        sqlx::query(
+            "INSERT OR REPLACE INTO provider_ids (gateway, provider_id, message_seq) \
+             SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+        )
+        .bind(to_json(&pids)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !callbacks.is_empty() {
+        sqlx::query(
+            "INSERT INTO callbacks (message_id, url, status, not_before, created_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, ?2, ?2 FROM json_each(?1)",
+        )
+        .bind(to_json(&callbacks)?)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(out)
+}
+
+fn outcome_parts(outcome: &Outcome) -> (Status, i64, Option<&Vec<String>>) {
+    match outcome {
+        Outcome::Sent { message_ids } => (Status::Sent, 0, Some(message_ids)),
+        Outcome::Final { status } => (*status, 0, None),
+        Outcome::Retry { not_before } => (Status::Queued, *not_before, None),
+    }
 }
 
 /// Puts a callback for `rec`'s current status in the outbox, if it has a callback URL.
