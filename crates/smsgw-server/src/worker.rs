@@ -198,7 +198,9 @@ impl Worker {
                     let deadline = rec.created_at + self.options.retry_for.as_millis() as i64;
                     let tries = rec.attempts.len() as u32 + 1;
                     let delay = backoff(tries);
-                    let at = now_ms() + delay.as_millis() as i64;
+                    // Not before the router says a retry can succeed (every breaker open
+                    // until then): retrying earlier would only skip the same gateways again.
+                    let at = (now_ms() + delay.as_millis() as i64).max(d.retry_after.unwrap_or(0));
                     if at <= deadline {
                         Outcome::Retry { not_before: at }
                     } else {
