@@ -35,6 +35,16 @@ async fn send_wait(e: &Env, to: &str, target: Value) -> Value {
     r.json().await.unwrap()
 }
 
+/// The fields a 422 names.
+fn problem_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect()
+}
+
 fn kinds(m: &Value) -> Vec<String> {
     m["attempts"]
         .as_array()
@@ -126,12 +136,7 @@ async fn api_routes_and_limits_are_checked_like_the_file() {
         )
         .await;
     assert_eq!(s, 422, "{v}");
-    let fields: Vec<&str> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&v);
     assert!(fields.contains(&"limits.rate"), "{v}");
     assert!(fields.contains(&"limits.per_recipient"), "{v}");
 
@@ -143,12 +148,7 @@ async fn api_routes_and_limits_are_checked_like_the_file() {
         )
         .await;
     assert_eq!(s, 422, "{v}");
-    let fields: Vec<&str> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&v);
     assert!(fields.contains(&"deadline"), "{v}");
     assert!(fields.contains(&"rules[0].match"), "{v}");
 
