@@ -4,18 +4,13 @@ use std::time::Duration;
 
 use smsgw_core::{ErrorKind, Message};
 use smsgw_routing::{BreakerState, Reason};
-use smsgw_testkit::Fault;
 use tokio::time::Instant;
 
 use crate::common::{Sink, gateway, kinds, router, settle};
 
 #[tokio::test]
 async fn opens_after_five_failures_skips_probes_and_closes() {
-    let p = Sink::start().await;
-    p.http.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
+    let p = Sink::busy().await;
     let backup = Sink::start().await;
     let toml = format!(
         "{}[gateways.primary.limits]\nbreaker_cooldown = 1\n{}\n[routes.otp]\ngateways = [\"primary\", \"backup\"]\n",
@@ -62,11 +57,7 @@ async fn opens_after_five_failures_skips_probes_and_closes() {
 
 #[tokio::test]
 async fn a_failed_probe_reopens_and_a_route_all_open_fails_fast() {
-    let p = Sink::start().await;
-    p.http.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
+    let p = Sink::busy().await;
     let toml = format!(
         "{}[gateways.primary.limits]\nbreaker_failures = 2\nbreaker_cooldown = 0.5\n\n[routes.otp]\ngateways = [\"primary\"]\n",
         gateway("primary", &p.url(), 5.0),

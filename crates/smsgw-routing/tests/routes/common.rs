@@ -54,6 +54,16 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// A sink that answers every request `503 busy` (a gateway that is down for now).
+    pub async fn busy() -> Sink {
+        let s = Sink::start().await;
+        s.http.faults().always(smsgw_testkit::Fault::Reply {
+            code: 503,
+            text: "busy".into(),
+        });
+        s
+    }
+
     pub async fn start() -> Sink {
         let log = Arc::new(Mutex::new(Vec::new()));
         let handler = Tracking {

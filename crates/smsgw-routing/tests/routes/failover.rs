@@ -49,11 +49,7 @@ async fn primary_refuses_the_connection() {
 
 #[tokio::test]
 async fn primary_answers_503() {
-    let p = Sink::start().await;
-    p.http.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
+    let p = Sink::busy().await;
     primary_fails_backup_delivers(&p.url(), Some(&p), "not_sent").await;
 }
 
@@ -188,11 +184,7 @@ async fn build_reports_every_problem_against_the_built_gateways() {
 
 #[tokio::test]
 async fn no_secret_in_errors_results_or_listings() {
-    let p = Sink::start().await;
-    p.http.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
+    let p = Sink::busy().await;
     let url = p.url().replace("http://", "http://bob:url-s3cret@");
     let toml = format!(
         "[gateways.primary]\nprovider = \"http\"\noptions = {{ URL = \"{url}\", HTTP_METHOD = \"POST\", USERNAME = \"bob\", PASSWORD = \"pw-s3cret\", to = \"{{phone}}\", text = \"{{otp}}\" }}\n[routes.otp]\ngateways = [\"primary\"]\nretries = 1\nbackoff = 0\n"

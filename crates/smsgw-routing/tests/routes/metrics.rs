@@ -2,7 +2,6 @@
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use smsgw_core::Message;
-use smsgw_testkit::Fault;
 
 use crate::common::{Sink, gateway, router};
 
@@ -12,11 +11,7 @@ async fn attempts_failovers_breaker_and_waits_are_counted() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder.install().unwrap();
-    let p = Sink::start().await;
-    p.http.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
+    let p = Sink::busy().await;
     let backup = Sink::start().await;
     let toml = format!(
         "{}[gateways.mx-primary.limits]\nbreaker_failures = 2\nbreaker_cooldown = 60\n{}[gateways.mx-backup.limits]\nrate = 5\n\n[routes.metered]\ngateways = [\"mx-primary\", \"mx-backup\"]\n",

@@ -92,11 +92,7 @@ async fn the_deadline_cuts_a_slow_gateway_and_says_what_was_tried() {
 
 #[tokio::test]
 async fn the_deadline_ends_a_chain_of_retries() {
-    let p = Sink::start().await;
-    p.http.faults().always(Fault::Reply {
-        code: 503,
-        text: "busy".into(),
-    });
+    let p = Sink::busy().await;
     let toml = format!(
         "{}\n[routes.otp]\ngateways = [\"primary\"]\ndeadline = 1.5\nretries = 10\nbackoff = 0.3\n",
         gateway("primary", &p.url(), 5.0)
