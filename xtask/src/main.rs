@@ -1,7 +1,7 @@
 //! Project automation: `cargo xtask <command>`. Kept free of dependencies on purpose: it only
 //! runs cargo and compares files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 mod bench;
@@ -60,8 +60,12 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    // `cargo run` sets the variable at run time too; preferring it keeps a binary that cargo did
+    // not rebuild after the checkout moved (same sources, other path) working on this checkout.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.parent()
         .expect("xtask lives in the workspace root")
         .to_owned()
 }

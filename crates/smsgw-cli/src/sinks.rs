@@ -87,6 +87,9 @@ pub fn sink(ctx: &Context, args: SinkArgs, ports: Vec<(&'static dyn Harness, u16
         for (h, port) in ports {
             match h.start_sink_on(loopback(port)).await {
                 Ok(s) => {
+                    // Each message is printed, not kept: a sink left running (or a 10-million
+                    // message benchmark) must not grow with what it receives.
+                    s.recorder().keep_at_most(0);
                     let setup = h.definition(s.addr(), 10.0);
                     config.gateways.insert(setup.gateway.id.clone(), setup.gateway);
                     merge_sections(&mut config, setup.sections);
@@ -111,7 +114,9 @@ pub fn sink(ctx: &Context, args: SinkArgs, ports: Vec<(&'static dyn Harness, u16
         eprintln!("\nGateway definitions that send to these sinks (for smsgw.toml):\n");
         eprintln!("{toml}");
         eprintln!("Waiting for messages; Ctrl-C stops.");
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Received>();
+        // Bounded: when standard output is slower than the sinks, lines are skipped (and counted
+        // on standard error), never queued without end.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Received>(1024);
         for (_, s) in &sinks {
             let mut sub = s.recorder().subscribe();
             let tx = tx.clone();
@@ -119,11 +124,13 @@ pub fn sink(ctx: &Context, args: SinkArgs, ports: Vec<(&'static dyn Harness, u16
                 loop {
                     match sub.recv().await {
                         Ok(r) => {
-                            if tx.send(r).is_err() {
+                            if tx.send(r).await.is_err() {
                                 break;
                             }
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            eprintln!("({n} messages received but not printed: output too slow)");
+                        }
                         Err(_) => break,
                     }
                 }

@@ -266,6 +266,7 @@ impl HttpSinkBuilder {
             faults: self.faults,
             handler: self.handler,
             requests: Mutex::new(Vec::new()),
+            seen: AtomicUsize::new(0),
             notify: Notify::new(),
             connections: AtomicUsize::new(0),
             tls: acceptor.is_some(),
@@ -285,6 +286,8 @@ struct Shared {
     faults: FaultPlan,
     handler: Arc<dyn Handler>,
     requests: Mutex<Vec<HttpRequest>>,
+    /// Requests received, kept or not (numbers them).
+    seen: AtomicUsize,
     notify: Notify,
     connections: AtomicUsize,
     tls: bool,
@@ -363,6 +366,7 @@ impl HttpSink {
     /// Forgets the requests (and the recorder's messages) received so far.
     pub fn clear(&self) {
         self.shared.requests.lock().unwrap().clear();
+        self.shared.seen.store(0, Ordering::Relaxed);
         self.shared.recorder.clear();
     }
 
@@ -470,9 +474,12 @@ async fn handle(
     };
     let fault = shared.faults.next_request();
     let request = {
+        let index = shared.seen.fetch_add(1, Ordering::Relaxed);
+        let r = request::decode(&parts, body, index, connection, shared.tls);
         let mut list = shared.requests.lock().unwrap();
-        let r = request::decode(&parts, body, list.len(), connection, shared.tls);
-        list.push(r.clone());
+        if shared.recorder.keeps(list.len()) {
+            list.push(r.clone());
+        }
         r
     };
     shared.notify.notify_waiters();
@@ -594,5 +601,24 @@ mod tests {
         assert_eq!(r, "");
         assert_eq!(sink.connections(), 2);
         assert_eq!(sink.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_sink_keeping_nothing_still_counts_and_numbers_requests() {
+        let sink = HttpSink::start().await.unwrap();
+        sink.recorder().keep_at_most(1);
+        let form = "POST /send HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 17\r\n\r\nto=%2B491&text=hi";
+        for _ in 0..3 {
+            let r = raw(sink.addr(), form).await;
+            assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        }
+        assert_eq!(sink.recorder().len(), 3, "every message is counted");
+        assert_eq!(sink.recorder().all().len(), 1, "only one is kept");
+        let kept = sink.requests();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].n, 0);
+        sink.recorder().keep_at_most(usize::MAX);
+        raw(sink.addr(), form).await;
+        assert_eq!(sink.requests()[1].n, 3, "numbers go on across what was not kept");
     }
 }

@@ -19,6 +19,7 @@ pub mod smtp;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,6 +64,11 @@ pub struct Recorder {
 
 struct RecorderInner {
     items: Mutex<Vec<Received>>,
+    /// Messages recorded, kept or not.
+    total: AtomicUsize,
+    /// How many records this recorder and its sink's own request logs keep (see
+    /// [`Recorder::keep_at_most`]).
+    keep: AtomicUsize,
     notify: Notify,
     tx: broadcast::Sender<Received>,
 }
@@ -80,6 +86,8 @@ impl Recorder {
         Recorder {
             inner: Arc::new(RecorderInner {
                 items: Mutex::new(Vec::new()),
+                total: AtomicUsize::new(0),
+                keep: AtomicUsize::new(usize::MAX),
                 notify: Notify::new(),
                 tx,
             }),
@@ -88,19 +96,40 @@ impl Recorder {
 
     /// Records one message and wakes waiters and subscribers.
     pub fn record(&self, r: Received) {
-        self.inner.items.lock().unwrap().push(r.clone());
+        {
+            let mut items = self.inner.items.lock().unwrap();
+            if self.keeps(items.len()) {
+                items.push(r.clone());
+            }
+            self.inner.total.fetch_add(1, Ordering::Relaxed);
+        }
         let _ = self.inner.tx.send(r);
         self.inner.notify.notify_waiters();
     }
 
-    /// Everything recorded so far.
+    /// Keeps at most `n` records from now on, here and in the sink's own request log; later
+    /// messages are still counted by [`len`](Self::len) and sent to subscribers. A long-running
+    /// sink (`smsgw sink`, a benchmark) keeps 0, so that its memory does not grow with what it
+    /// receives; tests keep everything (the default).
+    pub fn keep_at_most(&self, n: usize) {
+        self.inner.keep.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether a log holding `len` records may take one more (see
+    /// [`keep_at_most`](Self::keep_at_most)). Sinks ask this before adding to their request logs.
+    pub fn keeps(&self, len: usize) -> bool {
+        len < self.inner.keep.load(Ordering::Relaxed)
+    }
+
+    /// The records kept so far (all of them unless [`keep_at_most`](Self::keep_at_most) said
+    /// otherwise).
     pub fn all(&self) -> Vec<Received> {
         self.inner.items.lock().unwrap().clone()
     }
 
-    /// How many messages were recorded.
+    /// How many messages were recorded, kept or not.
     pub fn len(&self) -> usize {
-        self.inner.items.lock().unwrap().len()
+        self.inner.total.load(Ordering::Relaxed)
     }
 
     /// True when nothing was recorded.
@@ -110,7 +139,9 @@ impl Recorder {
 
     /// Forgets everything recorded.
     pub fn clear(&self) {
-        self.inner.items.lock().unwrap().clear();
+        let mut items = self.inner.items.lock().unwrap();
+        items.clear();
+        self.inner.total.store(0, Ordering::Relaxed);
     }
 
     /// A live feed of messages recorded from now on (for printing them as they arrive).

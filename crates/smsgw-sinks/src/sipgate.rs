@@ -104,6 +104,8 @@ impl SipgateRequest {
 }
 
 struct State {
+    /// Shared with the HTTP sink underneath; says how many requests to keep.
+    recorder: Recorder,
     credentials: Option<String>,
     answers: AnswerPlan,
     requests: Mutex<Vec<SipgateRequest>>,
@@ -142,7 +144,9 @@ impl SipgateSinkBuilder {
     }
     /// Starts on `addr`.
     pub async fn start_on(self, addr: SocketAddr) -> io::Result<SipgateSink> {
+        let recorder = self.recorder.unwrap_or_default();
         let state = Arc::new(State {
+            recorder: recorder.clone(),
             credentials: self.credentials,
             answers: AnswerPlan::default(),
             requests: Mutex::new(Vec::new()),
@@ -152,9 +156,7 @@ impl SipgateSinkBuilder {
         if self.tls {
             b = b.tls();
         }
-        if let Some(r) = self.recorder {
-            b = b.recorder(r);
-        }
+        b = b.recorder(recorder);
         let http = b.start_on(addr).await?;
         Ok(SipgateSink { http, state })
     }
@@ -252,7 +254,12 @@ impl Handler for SipgateHandler {
             authorized,
             http: request.clone(),
         };
-        st.requests.lock().unwrap().push(record.clone());
+        {
+            let mut list = st.requests.lock().unwrap();
+            if st.recorder.keeps(list.len()) {
+                list.push(record.clone());
+            }
+        }
 
         let received = if rest {
             request.json.as_ref().map(|j| {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -44,9 +44,21 @@ pub(super) fn cmd(status: u32, seq: u32, pdu: impl Into<Pdu>) -> Out {
     )))
 }
 
+/// Adds to a log unless the recorder says enough are kept.
+fn keep<T>(recorder: &crate::Recorder, log: &Mutex<Vec<T>>, item: T) {
+    let mut list = log.lock().unwrap();
+    if recorder.keeps(list.len()) {
+        list.push(item);
+    }
+}
+
 impl State {
     fn pdu(&self, rec: PduRecord) {
-        self.pdus.lock().unwrap().push(rec);
+        keep(&self.recorder, &self.pdus, rec);
+    }
+
+    fn submit(&self, rec: SubmitRecord) {
+        keep(&self.recorder, &self.submits, rec);
     }
 
     fn answered(&self) {
@@ -217,7 +229,7 @@ pub(super) async fn serve<S>(
                 let (mut rec, payload) = parse_submit(conn, &raw);
                 if !matches!(bound, Some(BindKind::Transmitter | BindKind::Transceiver)) {
                     rec.status = Some(ESME_RINVBNDSTS);
-                    st.submits.lock().unwrap().push(rec);
+                    st.submit(rec);
                     let _ = tx.send(header_only(0x8000_0004, ESME_RINVBNDSTS, seq));
                     continue;
                 }
@@ -230,20 +242,20 @@ pub(super) async fn serve<S>(
                     Some(Fault::Reply { code, .. }) => (None, Some(code)),
                     Some(Fault::NeverAnswer) => (None, None),
                     Some(Fault::Close) => {
-                        st.submits.lock().unwrap().push(rec);
+                        st.submit(rec);
                         st.answered();
                         break;
                     }
                 };
                 let Some(code) = answer else {
-                    st.submits.lock().unwrap().push(rec);
+                    st.submit(rec);
                     continue;
                 };
                 rec.status = Some(code);
                 let message_id = (code == 0)
                     .then(|| format!("{:08X}", st.message_ids.fetch_add(1, Ordering::SeqCst) + 1));
                 rec.message_id = message_id.clone();
-                st.submits.lock().unwrap().push(rec.clone());
+                st.submit(rec.clone());
                 let st2 = st.clone();
                 let tx2 = tx.clone();
                 let out_seq2 = out_seq.clone();

@@ -515,7 +515,10 @@ impl Session<'_> {
                 detail: serde_json::to_value(&msg).unwrap_or_default(),
             });
         }
-        self.shared.messages.lock().unwrap().push(msg);
+        let mut list = self.shared.messages.lock().unwrap();
+        if self.shared.recorder.keeps(list.len()) {
+            list.push(msg);
+        }
     }
 }
 
