@@ -5,7 +5,7 @@
 //! memory and the database size as it goes. Everything on loopback, in one process.
 //!
 //! `cargo run --release -p smsgw-server --example bench_serve [-- --single N --batch N --e2e N
-//! --rate-secs S --threads T --clients C]`, or `[-- --soak 1000000 --threads T]`
+//! --rate-secs S --threads T --clients C --concurrency W]` (W: the worker's sends in flight), or `[-- --soak 1000000 --threads T]`
 //!
 //! The gateway is an HTTP gateway (the `http` provider) pointed at a counting sink: it answers
 //! `200 OK` and keeps a count, plus the arrival time of each text only while the latency is
@@ -277,7 +277,7 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
         queue: _,
         server,
         bench: b,
-    } = setup(|_| {}).await;
+    } = setup(|o| o.worker.concurrency = arg("--concurrency", o.worker.concurrency)).await;
     let mut results: Vec<(String, String)> = Vec::new();
 
     // 1. Accepting single POSTs (the worker drains them at the same time).
