@@ -31,6 +31,9 @@ pub enum Target {
 }
 
 impl Target {
+    /// Every kind, as [`kind`](Self::kind) spells it.
+    pub const KINDS: [&'static str; 2] = ["gateway", "route"];
+
     /// `gateway` or `route`.
     pub fn kind(&self) -> &'static str {
         match self {

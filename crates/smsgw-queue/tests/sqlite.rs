@@ -469,3 +469,50 @@ async fn definitions_and_tokens() {
         Err(QueueError::Closed)
     ));
 }
+
+#[tokio::test]
+async fn ready_targets_names_each_target_with_pending_messages_once() {
+    let (_d, q) = open().await;
+    let mut expected = Vec::new();
+    for (kind, name) in [
+        ("gateway", "a"),
+        ("gateway", "m"),
+        ("gateway", "zz"),
+        ("route", "b"),
+    ] {
+        let target = Target::from_parts(kind, name).unwrap();
+        for i in 0..3 {
+            q.enqueue(NewMessage {
+                target: target.clone(),
+                ..msg(&format!("+{i}"), None)
+            })
+            .await
+            .unwrap();
+        }
+        expected.push(target);
+    }
+    let mut targets = q.ready_targets().await.unwrap();
+    targets.sort();
+    expected.sort();
+    assert_eq!(targets, expected);
+    // A target whose messages are all claimed is still listed (a lease may expire); one whose
+    // messages are all final is not.
+    let m = Target::Gateway("m".into());
+    let claimed = q.claim(&m, 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(q.ready_targets().await.unwrap().contains(&m));
+    for c in claimed {
+        q.complete(
+            &c.record.id,
+            c.lease,
+            vec![attempt("sent")],
+            Outcome::Sent {
+                message_ids: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert!(!q.ready_targets().await.unwrap().contains(&m));
+    assert_eq!(q.ready_targets().await.unwrap().len(), 3);
+}

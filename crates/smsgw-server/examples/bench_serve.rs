@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{RawQuery, State};
+
 use smsgw as _;
 use smsgw_queue::Queue as _;
 
@@ -277,7 +278,10 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
         queue: _,
         server,
         bench: b,
-    } = setup(|o| o.worker.concurrency = arg("--concurrency", o.worker.concurrency)).await;
+    } = setup(|o| {
+        o.worker.concurrency = arg("--concurrency", o.worker.concurrency);
+    })
+    .await;
     let mut results: Vec<(String, String)> = Vec::new();
 
     // 1. Accepting single POSTs (the worker drains them at the same time).

@@ -2,7 +2,7 @@
 //! records the outcome. Each target has its own lane with its own concurrency, so a slow or dead
 //! gateway holds up only its own messages.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +11,11 @@ use smsgw_queue::{Attempt, Claimed, Completion, Outcome, Queue, Status, Target, 
 
 pub use crate::dispatch::{Dispatched, Dispatcher, RouterDispatcher};
 use tokio::sync::{Notify, Semaphore, watch};
+
+/// A claim in progress.
+type ClaimFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<Claimed>, smsgw_queue::QueueError>> + Send>,
+>;
 
 /// How the worker behaves.
 #[derive(Debug, Clone)]
@@ -90,7 +95,11 @@ impl Worker {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 _ = tick.tick() => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
             if *stop.borrow() {
                 break;
@@ -128,47 +137,97 @@ impl Worker {
         }
     }
 
-    /// Feeds one target until it has nothing due.
-    async fn lane(self: &Arc<Self>, target: &Target, stop: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+    /// Feeds one target until it has nothing due. Messages are claimed ahead of the free send
+    /// slots (at most `concurrency` waiting), so that the gateway never waits for a claim's
+    /// write to the queue: claiming and sending overlap.
+    async fn lane(self: &Arc<Self>, target: &Target, mut stop: watch::Receiver<bool>) {
+        let concurrency = self.options.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
         let mut sends = tokio::task::JoinSet::new();
+        let mut ready: VecDeque<Claimed> = VecDeque::new();
+        let mut claiming: Option<ClaimFuture> = None;
+        // Whether the last claim found anything: if not, claim again only once `ready` is empty,
+        // and end the lane when that claim finds nothing either.
+        let mut more = true;
         loop {
             if *stop.borrow() {
                 break;
             }
-            let Ok(first) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let mut held = vec![first];
-            while held.len() < 512 {
-                match permits.clone().try_acquire_owned() {
-                    Ok(p) => held.push(p),
-                    Err(_) => break,
-                }
-            }
-            let claimed = match self
-                .queue
-                .claim(target, held.len(), self.options.lease)
-                .await
+            if claiming.is_none() && (ready.is_empty() || (more && ready.len() <= concurrency / 2))
             {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, %target, "cannot claim messages");
-                    break;
+                let (queue, target) = (self.queue.clone(), target.clone());
+                let (want, lease) = (concurrency - ready.len(), self.options.lease);
+                claiming = Some(Box::pin(
+                    async move { queue.claim(&target, want, lease).await },
+                ));
+            }
+            tokio::select! {
+                r = async {
+                    match claiming.as_mut() {
+                        Some(f) => f.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    claiming = None;
+                    match r {
+                        Ok(c) if c.is_empty() && ready.is_empty() => break,
+                        Ok(c) => {
+                            more = !c.is_empty();
+                            ready.extend(c);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, %target, "cannot claim messages");
+                            break;
+                        }
+                    }
                 }
-            };
-            if claimed.is_empty() {
-                break;
+                p = permits.clone().acquire_owned(), if !ready.is_empty() => {
+                    let Ok(permit) = p else { break };
+                    let c = ready.pop_front().expect("not empty");
+                    let me = self.clone();
+                    // The permit bounds sends to the gateway; recording the outcome waits for
+                    // the next group commit and holds no permit, so the gateway is fed meanwhile.
+                    sends.spawn(async move { me.send_one(c, permit).await });
+                    while sends.try_join_next().is_some() {}
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
-            for (c, permit) in claimed.into_iter().zip(held) {
-                let me = self.clone();
-                // The permit bounds sends to the gateway; recording the outcome waits for the
-                // next group commit and holds no permit, so the gateway is fed meanwhile.
-                sends.spawn(async move { me.send_one(c, permit).await });
-            }
-            while sends.try_join_next().is_some() {}
         }
+        // Claimed but not sent (stopping, or a failed claim): back to the queue at once, so that
+        // a restart neither waits for their leases nor marks them possible duplicates.
+        if let Some(f) = claiming.take()
+            && let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(5), f).await
+        {
+            ready.extend(c);
+        }
+        self.release(ready.into_iter().collect()).await;
         while sends.join_next().await.is_some() {}
+    }
+
+    /// Gives claimed, unsent messages back to the queue.
+    async fn release(&self, claimed: Vec<Claimed>) {
+        if claimed.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let back = claimed
+            .into_iter()
+            .map(|c| Completion {
+                id: c.record.id,
+                lease: c.lease,
+                attempts: Vec::new(),
+                outcome: Outcome::Retry { not_before: now },
+            })
+            .collect();
+        for r in self.queue.complete_many(back).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot give a claimed message back; it is taken again when its lease ends");
+            }
+        }
     }
 
     async fn send_one(&self, c: Claimed, permit: tokio::sync::OwnedSemaphorePermit) {

@@ -381,3 +381,66 @@ async fn every_documented_endpoint_exists() {
     let (_, doc) = e.get_json("/v1/openapi.json", &e.send).await;
     assert!(doc["paths"]["/v1/messages"]["post"]["summary"].is_string());
 }
+
+/// The worker claims messages ahead of its free send slots. Stopping gives those back: they
+/// are `queued` again, not `sending`, so a restart sends them without marking them possible
+/// duplicates — only what was really in flight could be.
+#[tokio::test]
+async fn stopping_gives_claimed_but_unsent_messages_back() {
+    let mut e = env_with(|o| {
+        o.worker.concurrency = 2;
+        o.shutdown_grace = Duration::from_secs(5);
+    })
+    .await;
+    e.sink
+        .faults()
+        .always(smsgw_testkit::Fault::Delay(Duration::from_millis(400)));
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let r = e
+            .post(
+                "/v1/messages",
+                &e.send,
+                json!({"to": format!("+49151000{i}"), "text": "ahead", "gateway": "sms1"}),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        ids.push(
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Two sends in flight (concurrency 2), and more claimed behind them.
+    e.sink.wait_for_requests(2, Duration::from_secs(10)).await;
+    e.stop().await;
+    let db = e.dir.path().join("smsgw.db");
+    let q = smsgw_queue::SqliteQueue::open(&db).await.unwrap();
+    use smsgw_queue::Queue as _;
+    let mut statuses = Vec::new();
+    for id in &ids {
+        let m = q.get(id).await.unwrap().unwrap();
+        assert!(!m.possible_duplicate, "{id}: {m:?}");
+        statuses.push(m.status.as_str().to_owned());
+    }
+    let received = e.sink.requests().len();
+    let sent = statuses.iter().filter(|s| *s == "sent").count();
+    let queued = statuses.iter().filter(|s| *s == "queued").count();
+    assert_eq!(sent, received, "{statuses:?}");
+    assert_eq!(
+        sent + queued,
+        ids.len(),
+        "none left `sending`: {statuses:?}"
+    );
+    assert!(
+        queued >= 4,
+        "the unsent ones are queued again: {statuses:?}"
+    );
+    assert_eq!(
+        q.recover_in_flight().await.unwrap(),
+        0,
+        "nothing was in flight"
+    );
+    q.close().await;
+}

@@ -187,7 +187,9 @@ async fn insert(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = msgs.iter().map(|_| new_message_id()).collect();
-    let mut inserted = std::collections::HashSet::with_capacity(msgs.len());
+    // Which rows went in. Without idempotency keys all of them did; the rows are not returned
+    // one by one (each returned row costs a hand-over between threads), only counted.
+    let mut conflicted = std::collections::HashSet::new();
     for (chunk, chunk_ids) in msgs
         .chunks(ROWS_PER_STATEMENT)
         .zip(ids.chunks(ROWS_PER_STATEMENT))
@@ -207,25 +209,33 @@ async fn insert(
             })
             .collect();
         // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause.
-        let got = sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO messages (id, to_number, text, target_kind, target, status, metadata, \
                callback_url, idem_key, created_at, updated_at) \
              SELECT value ->> 'id', value ->> 'to', value ->> 'text', value ->> 'k', value ->> 't', \
                'queued', value ->> 'm', value ->> 'cb', value ->> 'key', ?2, ?2 \
              FROM json_each(?1) WHERE true \
-             ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+             ON CONFLICT (idem_key) DO NOTHING",
         )
         .bind(to_json(&rows)?)
         .bind(now)
-        .fetch_all(&mut *conn)
+        .execute(&mut *conn)
         .await?;
-        for row in got {
-            inserted.insert(row.try_get::<String, _>(0)?);
+        if done.rows_affected() < chunk.len() as u64 {
+            // Some idempotency keys were taken: the ids of this chunk that are not stored.
+            let stored: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM messages WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(to_json(&chunk_ids)?)
+            .fetch_all(&mut *conn)
+            .await?;
+            let stored: std::collections::HashSet<String> = stored.into_iter().collect();
+            conflicted.extend(chunk_ids.iter().filter(|id| !stored.contains(*id)).cloned());
         }
     }
     let mut out = Vec::with_capacity(msgs.len());
     for (m, id) in msgs.iter().zip(ids) {
-        if inserted.remove(&id) {
+        if !conflicted.contains(&id) {
             // The row is exactly what was sent: no need to read it back.
             out.push(Enqueued {
                 record: MessageRecord {
