@@ -1,11 +1,13 @@
-//! The `smsgw serve` benchmark: accepted messages/s through `POST /v1/messages` and `:batch`
-//! (with p50/p99 of the 202), end-to-end messages/s from POST to an HTTP gateway, and the
-//! POST-to-arrival latency at 1 000 messages/s offered. With `--soak N`, instead: N messages
+//! The `smsgw serve` benchmark: accepted messages/s through `POST /v1/messages` (by a server
+//! that only accepts, and by one that sends at the same time) and `:batch` (with p50/p99 of the
+//! 202), end-to-end messages/s from POST to an HTTP gateway, and the POST-to-arrival latency at
+//! 1 000 messages/s offered. With `--soak N`, instead: N messages
 //! accepted and sent in waves, with short retentions so that pruning runs, printing the resident
 //! memory and the database size as it goes. Everything on loopback, in one process.
 //!
 //! `cargo run --release -p smsgw-server --example bench_serve [-- --single N --batch N --e2e N
-//! --rate-secs S --threads T --clients C --concurrency W]` (W: the worker's sends in flight), or `[-- --soak 1000000 --threads T]`
+//! --rate-secs S --threads T --clients C --concurrency W]` (W: the worker's sends in flight),
+//! or `[-- --soak 1000000 --threads T]`
 //!
 //! The gateway is an HTTP gateway (the `http` provider) pointed at a counting sink: it answers
 //! `200 OK` and keeps a count, plus the arrival time of each text only while the latency is
@@ -283,6 +285,25 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
     })
     .await;
     let mut results: Vec<(String, String)> = Vec::new();
+
+    // 0. Accepting single POSTs alone: a server that only accepts (as an API node does), so
+    // that the figure is the accept path's, not shared with sending on the same two cores.
+    {
+        let alone = setup(|o| o.run_worker = false).await;
+        let (el, mut lat) = alone.bench.singles(single, clients, "a").await;
+        let rate = single as f64 / el.as_secs_f64();
+        println!(
+            "accept alone, single POST ({clients} clients, nothing sent meanwhile): {single} in {el:.2?} = {rate:.0} msgs/s; 202 p50 {:.2} ms p99 {:.2} ms",
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99)
+        );
+        results.push(("accept_alone_msgs_per_s".into(), format!("{rate:.0}")));
+        results.push((
+            "accept_alone_p99_ms".into(),
+            format!("{:.2}", pct(&mut lat, 0.99)),
+        ));
+        alone.server.shutdown().await;
+    }
 
     // 1. Accepting single POSTs (the worker drains them at the same time).
     let (el, mut lat) = b.singles(single, clients, "s").await;

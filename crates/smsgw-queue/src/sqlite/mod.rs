@@ -29,13 +29,23 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 8000;
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let step = |version, name: &str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.to_owned().into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        step(1, "init", include_str!("../../migrations/0001_init.sql")),
+        step(
+            2,
+            "final_updated_index",
+            include_str!("../../migrations/0002_final_updated_index.sql"),
+        ),
+    ])
 }
 
 /// The queue in one SQLite file. Open it with [`SqliteQueue::open`]; it creates the file and
