@@ -141,6 +141,7 @@ pub(crate) async fn privacyidea(
         callback_url: None,
         idempotency_key: None,
     };
+    let target = new.target.clone();
     let id = match app.queue.enqueue(new).await {
         Ok(e) => e.record.id,
         Err(e) => {
@@ -151,7 +152,7 @@ pub(crate) async fn privacyidea(
             );
         }
     };
-    app.wake.notify_one();
+    app.wake.accepted(&target);
     let rec = match wait_final(&app, &id, timeout).await {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -249,9 +250,10 @@ async fn kannel(app: App, p: IndexMap<String, String>) -> Response {
         callback_url: None,
         idempotency_key: None,
     };
+    let target = new.target.clone();
     match app.queue.enqueue(new).await {
         Ok(_) => {
-            app.wake.notify_one();
+            app.wake.accepted(&target);
             text(StatusCode::ACCEPTED, "0: Accepted for delivery")
         }
         Err(e) => {

@@ -208,7 +208,7 @@ pub async fn start_with_queue(
         catalog: catalog.clone(),
     });
     let (stop, stop_rx) = watch::channel(false);
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(crate::worker::Wake::default());
     let waiters = Arc::new(Waiters::default());
     let callbacks_wake = Arc::new(Notify::new());
     let app = Arc::new(AppInner {

@@ -28,6 +28,24 @@ pub struct WorkerOptions {
     pub retry_for: Duration,
 }
 
+/// Tells the worker that messages were accepted. A target that a lane is feeding needs no
+/// wake-up (the lane claims again by itself until nothing is due), so that under load an accept
+/// costs no look at the queue.
+#[derive(Default)]
+pub struct Wake {
+    notify: Notify,
+    lanes: Mutex<HashSet<Target>>,
+}
+
+impl Wake {
+    /// Messages for `target` were accepted.
+    pub fn accepted(&self, target: &Target) {
+        if !self.lanes.lock().expect("not poisoned").contains(target) {
+            self.notify.notify_one();
+        }
+    }
+}
+
 /// Final outcomes, told to whoever waits for them (`?wait=`, privacyIDEA's endpoint).
 #[derive(Default)]
 pub struct Waiters {
@@ -71,8 +89,8 @@ pub struct Worker {
     pub dispatcher: Arc<dyn Dispatcher>,
     /// Behaviour.
     pub options: WorkerOptions,
-    /// Woken on every accept, so that a new message is sent at once.
-    pub wake: Arc<Notify>,
+    /// Woken on accepts, so that a new message is sent at once.
+    pub wake: Arc<Wake>,
     /// Told of every final status.
     pub waiters: Arc<Waiters>,
     /// Told of every final status with a callback (the callback sender's wake-up).
@@ -84,13 +102,12 @@ impl Worker {
     /// Messages still in flight after that stay `sending` and are resumed at the next start,
     /// marked as possible duplicates.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, grace: Duration) {
-        let lanes: Arc<Mutex<HashSet<Target>>> = Arc::default();
         let in_flight = Arc::new(tokio::sync::RwLock::new(()));
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.wake.notified() => {
+                _ = self.wake.notify.notified() => {
                     // Under load every accept wakes us: let a few gather into one look.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -112,16 +129,23 @@ impl Worker {
                 }
             };
             for t in targets {
-                if !lanes.lock().expect("not poisoned").insert(t.clone()) {
+                if !self
+                    .wake
+                    .lanes
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(t.clone())
+                {
                     continue;
                 }
                 let me = self.clone();
-                let lanes = lanes.clone();
                 let stop = stop.clone();
                 let guard = in_flight.clone().read_owned().await;
                 tokio::spawn(async move {
                     me.lane(&t, stop).await;
-                    lanes.lock().expect("not poisoned").remove(&t);
+                    me.wake.lanes.lock().expect("not poisoned").remove(&t);
+                    // A message accepted while the lane was ending woke nobody: look once more.
+                    me.wake.notify.notify_one();
                     drop(guard);
                 });
             }

@@ -45,7 +45,7 @@ pub async fn run_worker(
         queue: queue.clone(),
         dispatcher: Arc::new(RouterDispatcher { catalog }) as Arc<dyn Dispatcher>,
         options: options.worker.clone(),
-        wake: Arc::new(Notify::new()),
+        wake: Arc::default(),
         waiters: Arc::new(Waiters::default()),
         callbacks: callbacks.clone(),
     });

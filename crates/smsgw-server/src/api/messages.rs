@@ -259,8 +259,9 @@ pub(crate) async fn send(
         .map_err(|_| Problem::bad_request("the Idempotency-Key header is not text"))?;
     let mut msg = validate(&app, b, key).map_err(Problem::invalid)?;
     msg.idempotency_key = scoped_key(&token, msg.idempotency_key.as_deref());
+    let target = msg.target.clone();
     let done = app.queue.enqueue(msg).await.map_err(Problem::store)?;
-    app.wake.notify_one();
+    app.wake.accepted(&target);
     let id = done.record.id.clone();
     let mut resp = if wait.is_zero() {
         accepted(&id)
@@ -333,12 +334,16 @@ pub(crate) async fn batch(
             }
         }
     }
+    let targets: std::collections::HashSet<Target> =
+        good.iter().map(|m| m.target.clone()).collect();
     let done = app
         .queue
         .enqueue_batch(good)
         .await
         .map_err(Problem::store)?;
-    app.wake.notify_one();
+    for t in &targets {
+        app.wake.accepted(t);
+    }
     for (i, e) in slots.into_iter().zip(done) {
         results[i] = json!({"index": i, "id": e.record.id, "status": Status::Queued});
     }

@@ -16,7 +16,6 @@ use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use smsgw_core::Registry;
 use smsgw_queue::{Queue, Scope, TokenRecord};
-use tokio::sync::Notify;
 
 use crate::auth::TokenCache;
 use crate::catalog::{Catalog, SharedCatalog};
@@ -37,7 +36,7 @@ pub(crate) struct AppInner {
     pub catalog: SharedCatalog,
     pub registry: &'static Registry,
     pub tokens: TokenCache,
-    pub wake: Arc<Notify>,
+    pub wake: Arc<crate::worker::Wake>,
     pub waiters: Arc<Waiters>,
     pub dispatcher: Arc<dyn Dispatcher>,
     pub metrics: PrometheusHandle,
