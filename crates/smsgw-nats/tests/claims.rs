@@ -1,0 +1,173 @@
+//! Claims without a write: a first delivery leaves the record `queued`; the broker's delivery
+//! count tells a later delivery that an earlier one ended without an outcome (and may have
+//! sent), which flags the message and fences the earlier holder out.
+
+mod support;
+
+use std::time::Duration;
+
+use smsgw_nats::{NatsOptions, NatsQueue};
+use smsgw_queue::{Attempt, NewMessage, Outcome, Queue, QueueError, Status, Target, now_ms};
+use support::NatsServer;
+
+fn msg(text: &str) -> NewMessage {
+    NewMessage {
+        to: "+491511234567".into(),
+        text: text.into(),
+        target: Target::Gateway("sms1".into()),
+        metadata: None,
+        callback_url: None,
+        idempotency_key: None,
+    }
+}
+
+fn sent() -> (Vec<Attempt>, Outcome) {
+    let a = Attempt {
+        gateway: "sms1".into(),
+        kind: "sent".into(),
+        error: None,
+        ms: 1,
+        at: now_ms(),
+    };
+    (
+        vec![a],
+        Outcome::Sent {
+            message_ids: vec![],
+        },
+    )
+}
+
+async fn node(url: &str, ack_wait: Duration) -> NatsQueue {
+    let opts = NatsOptions {
+        ack_wait,
+        request_timeout: Duration::from_secs(5),
+        ..NatsOptions::default()
+    };
+    NatsQueue::connect(url, opts).await.expect("connect")
+}
+
+/// Claims on `q` until a message comes (bounded).
+async fn claim_one(q: &NatsQueue) -> smsgw_queue::Claimed {
+    let gw = Target::Gateway("sms1".into());
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut c = q.claim(&gw, 1, Duration::from_secs(1)).await.unwrap();
+        if let Some(c) = c.pop() {
+            return c;
+        }
+        assert!(tokio::time::Instant::now() < until, "never delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_first_delivery_is_a_possible_duplicate() {
+    let nats = NatsServer::start();
+    let api = node(&nats.url(), Duration::from_secs(1)).await;
+    let id = api.enqueue(msg("a")).await.unwrap().record.id;
+
+    // The first worker takes it (no write: the record stays `queued`) and dies.
+    let dead = node(&nats.url(), Duration::from_secs(1)).await;
+    let first = claim_one(&dead).await;
+    assert!(!first.record.possible_duplicate);
+    let rec = api.get(&id).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Queued);
+    assert!(!rec.possible_duplicate);
+    drop(dead);
+
+    // The next delivery knows from the broker's count that an earlier one may have sent it.
+    let w = node(&nats.url(), Duration::from_secs(1)).await;
+    let again = claim_one(&w).await;
+    assert_eq!(again.record.id, id);
+    assert!(again.record.possible_duplicate);
+    let rec = api.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        rec.status,
+        Status::Sending,
+        "a redelivery is fenced by a write"
+    );
+    assert!(rec.possible_duplicate);
+    let (attempts, outcome) = sent();
+    let done = w
+        .complete(&id, again.lease, attempts, outcome)
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Sent);
+    assert!(done.possible_duplicate);
+}
+
+#[tokio::test]
+async fn a_hung_first_delivery_cannot_record_over_the_next_one() {
+    let nats = NatsServer::start();
+    // The consumer (and its 1 s ack wait) is made by the first node that claims.
+    let fast = node(&nats.url(), Duration::from_secs(1)).await;
+    let gw = Target::Gateway("sms1".into());
+    assert!(
+        fast.claim(&gw, 1, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let id = fast.enqueue(msg("b")).await.unwrap().record.id;
+
+    // A worker whose heartbeat (every 20 s) comes too late for the consumer's ack wait: to the
+    // broker it looks hung, yet it finishes its send later.
+    let slow = node(&nats.url(), Duration::from_secs(60)).await;
+    let hung = claim_one(&slow).await;
+    assert!(!hung.record.possible_duplicate);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let next = claim_one(&fast).await;
+    assert_eq!(next.record.id, id);
+    assert!(next.record.possible_duplicate);
+
+    let (attempts, outcome) = sent();
+    let late = slow
+        .complete(&id, hung.lease, attempts.clone(), outcome.clone())
+        .await;
+    assert!(matches!(late, Err(QueueError::LeaseLost(_))), "{late:?}");
+    let done = fast
+        .complete(&id, next.lease, attempts, outcome)
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Sent);
+    assert!(done.possible_duplicate, "both may have sent it: it says so");
+    assert_eq!(done.attempts.len(), 1);
+}
+
+#[tokio::test]
+async fn a_settled_retry_is_claimed_without_a_write_and_not_flagged() {
+    let nats = NatsServer::start();
+    let q = node(&nats.url(), Duration::from_secs(1)).await;
+    let id = q.enqueue(msg("c")).await.unwrap().record.id;
+    let c = claim_one(&q).await;
+    let a = Attempt {
+        gateway: "sms1".into(),
+        kind: "not_sent".into(),
+        error: Some("busy".into()),
+        ms: 1,
+        at: now_ms(),
+    };
+    let r = q
+        .complete(
+            &id,
+            c.lease,
+            vec![a],
+            Outcome::Retry {
+                not_before: now_ms() + 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, Status::Queued);
+    let again = claim_one(&q).await;
+    assert!(!again.record.possible_duplicate, "a nak is not a crash");
+    assert_eq!(q.get(&id).await.unwrap().unwrap().status, Status::Queued);
+    let (attempts, outcome) = sent();
+    let done = q
+        .complete(&id, again.lease, attempts, outcome)
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Sent);
+    assert!(!done.possible_duplicate);
+    assert_eq!(done.attempts.len(), 2);
+}
