@@ -205,6 +205,18 @@ impl NatsQueue {
                 }
             }
         }
+        // Two copies of one message in a batch (a publish retried after the dedup window) are
+        // never held at once: the later one comes back after the first has an outcome.
+        let mut ids = std::collections::HashSet::new();
+        let mut unique = Vec::with_capacity(fetched.len());
+        for m in fetched {
+            if delivery_id(&m).is_some_and(|id| !ids.insert(id)) {
+                ack(&m, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            } else {
+                unique.push(m);
+            }
+        }
+        let fetched = unique;
         // Each take is a round trip or two to the records bucket: overlap them.
         let taken: Vec<Result<Option<Claimed>, QueueError>> = futures::stream::iter(fetched)
             .map(|m| self.take(m))
@@ -241,7 +253,7 @@ impl NatsQueue {
     async fn take(&self, msg: jetstream::Message) -> Result<Option<Claimed>, QueueError> {
         let delivered = msg.info().ok().map(|i| i.delivered.max(1) as u64);
         let mut payload: Option<MessageRecord> = None;
-        let id = match header_id(&msg) {
+        let id = match delivery_id(&msg) {
             Some(id) => id,
             None => match self.payload_of(&msg).await? {
                 Some(first) => {
@@ -252,6 +264,17 @@ impl NatsQueue {
                 None => return Ok(None),
             },
         };
+        if self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            // A second copy of a message this process is sending (a publish retried after the
+            // dedup window): let it come back once that one has an outcome.
+            ack(&msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return Ok(None);
+        }
         for _ in 0..5 {
             let now = now_ms();
             let (mut stored, revision) = match records::load(&self.messages, &id).await? {
@@ -475,11 +498,11 @@ impl NatsQueue {
                         || fresh.settled != base.settled
                         || fresh.record.status != base.record.status
                     {
-                        return Err(QueueError::LeaseLost(id.to_owned()));
+                        return Err(self.lost(id, &outcome, Some((fresh, rev))).await);
                     }
                     (base, revision) = (fresh, rev);
                 }
-                Cas::Conflict => return Err(QueueError::LeaseLost(id.to_owned())),
+                Cas::Conflict => return Err(self.lost(id, &outcome, None).await),
             }
         };
         if stored.record.status.is_final() {
@@ -487,6 +510,49 @@ impl NatsQueue {
         }
         ack(&held.msg, ack_kind).await;
         Ok(stored.record)
+    }
+
+    /// The answer for an outcome that lost its race: another delivery of the message claimed or
+    /// settled it meanwhile (this worker hung past the ack wait, or a second copy of the
+    /// message was sent at the same time). If this one may have reached the phone, the
+    /// record must say the message may have been sent twice, whoever recorded it.
+    async fn lost(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        mut seen: Option<(Stored, u64)>,
+    ) -> QueueError {
+        let may_have_sent = matches!(
+            outcome,
+            Outcome::Sent { .. }
+                | Outcome::Final {
+                    status: Status::Unknown
+                }
+        );
+        if may_have_sent {
+            for _ in 0..5 {
+                let found = match seen.take() {
+                    Some(f) => Some(f),
+                    None => records::load(&self.messages, id).await.ok().flatten(),
+                };
+                let Some((mut stored, rev)) = found else {
+                    break;
+                };
+                if stored.record.possible_duplicate {
+                    break;
+                }
+                stored.record.possible_duplicate = true;
+                match records::update(&self.messages, &stored, rev).await {
+                    Ok(Cas::Conflict) => continue,
+                    Ok(Cas::Done(_)) => break,
+                    Err(e) => {
+                        tracing::warn!("{id}: cannot mark a possible duplicate: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        QueueError::LeaseLost(id.to_owned())
     }
 
     /// Writes `outcome` into `stored`; how the broker is to settle the delivery.
@@ -555,11 +621,20 @@ fn last_error(record: &MessageRecord) -> String {
     }
 }
 
-/// The message id the API node published under (`Nats-Msg-Id`), so that a delivery whose
-/// record exists needs no decoding of the payload.
-fn header_id(msg: &jetstream::Message) -> Option<String> {
-    let id = msg.headers.as_ref()?.get("Nats-Msg-Id")?.as_str();
-    records::valid_id(id).then(|| id.to_owned())
+/// The id of the message a delivery carries: the `Nats-Msg-Id` the API node published under,
+/// else the payload's `id` (decoding only that field); the whole payload is decoded only when
+/// the record is missing.
+fn delivery_id(msg: &jetstream::Message) -> Option<String> {
+    if let Some(id) = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
+        let id = id.as_str();
+        return records::valid_id(id).then(|| id.to_owned());
+    }
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let only: IdOnly = serde_json::from_slice(&msg.payload).ok()?;
+    records::valid_id(&only.id).then_some(only.id)
 }
 
 /// Acks are best effort: a lost ack means the message comes again, and its record (final)

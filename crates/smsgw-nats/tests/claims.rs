@@ -171,3 +171,81 @@ async fn a_settled_retry_is_claimed_without_a_write_and_not_flagged() {
     assert!(!done.possible_duplicate);
     assert_eq!(done.attempts.len(), 2);
 }
+
+/// Enqueues a message and puts a second copy of it in the stream, as when an API node's
+/// publish is retried after the dedup window while the first copy still waits (published here
+/// without a message id, which the dedup window would drop).
+async fn two_copies(nats: &NatsServer, api: &NatsQueue) -> smsgw_queue::MessageRecord {
+    let rec = api.enqueue(msg("d")).await.unwrap().record;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish(
+        smsgw_nats::names::msg_subject(&rec.target),
+        serde_json::to_vec(&rec).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    rec
+}
+
+#[tokio::test]
+async fn one_process_never_holds_two_copies_of_a_message() {
+    let nats = NatsServer::start();
+    let api = node(&nats.url(), Duration::from_secs(5)).await;
+    let rec = two_copies(&nats, &api).await;
+    let w = node(&nats.url(), Duration::from_secs(5)).await;
+    let gw = Target::Gateway("sms1".into());
+    let both = w.claim(&gw, 10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(both.len(), 1, "{both:?}");
+    let (attempts, outcome) = sent();
+    w.complete(&rec.id, both[0].lease, attempts, outcome)
+        .await
+        .unwrap();
+    // The second copy comes back after its delay, finds the outcome and is settled unsent.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        w.claim(&gw, 10, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let done = api.get(&rec.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Status::Sent);
+    assert!(!done.possible_duplicate, "sent once");
+    assert_eq!(api.status().await.unwrap().depth, 0);
+}
+
+#[tokio::test]
+async fn two_copies_sent_at_once_leave_the_message_flagged() {
+    let nats = NatsServer::start();
+    let api = node(&nats.url(), Duration::from_secs(5)).await;
+    let rec = two_copies(&nats, &api).await;
+
+    // Two workers take one copy each; each is a first delivery, claimed without a write.
+    let (a, b) = (
+        node(&nats.url(), Duration::from_secs(5)).await,
+        node(&nats.url(), Duration::from_secs(5)).await,
+    );
+    let (ca, cb) = (claim_one(&a).await, claim_one(&b).await);
+    assert_eq!(
+        (ca.record.id.as_str(), cb.record.id.as_str()),
+        (rec.id.as_str(), rec.id.as_str())
+    );
+    let (attempts, outcome) = sent();
+    let first = a
+        .complete(&rec.id, ca.lease, attempts.clone(), outcome.clone())
+        .await
+        .unwrap();
+    assert!(!first.possible_duplicate);
+    // The second outcome loses the race, but both were sent: the record must say so.
+    let second = b.complete(&rec.id, cb.lease, attempts, outcome).await;
+    assert!(
+        matches!(second, Err(QueueError::LeaseLost(_))),
+        "{second:?}"
+    );
+    let now = api.get(&rec.id).await.unwrap().unwrap();
+    assert_eq!(now.status, Status::Sent);
+    assert!(now.possible_duplicate, "{now:?}");
+}
