@@ -249,3 +249,40 @@ async fn two_copies_sent_at_once_leave_the_message_flagged() {
     assert_eq!(now.status, Status::Sent);
     assert!(now.possible_duplicate, "{now:?}");
 }
+
+#[tokio::test]
+async fn several_outcomes_at_once_answer_in_order() {
+    let nats = NatsServer::start();
+    let q = node(&nats.url(), Duration::from_secs(5)).await;
+    let a = q.enqueue(msg("e1")).await.unwrap().record.id;
+    let b = q.enqueue(msg("e2")).await.unwrap().record.id;
+    let gw = Target::Gateway("sms1".into());
+    let claimed = q.claim(&gw, 10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let lease_of = |id: &str| claimed.iter().find(|c| c.record.id == id).unwrap().lease;
+    let (attempts, outcome) = sent();
+    let answers = q
+        .complete_many(vec![
+            smsgw_queue::Completion {
+                id: b.clone(),
+                lease: lease_of(&b) + 7,
+                attempts: attempts.clone(),
+                outcome: outcome.clone(),
+            },
+            smsgw_queue::Completion {
+                id: a.clone(),
+                lease: lease_of(&a),
+                attempts,
+                outcome,
+            },
+        ])
+        .await;
+    assert_eq!(answers.len(), 2);
+    assert!(
+        matches!(&answers[0], Err(QueueError::LeaseLost(id)) if *id == b),
+        "{answers:?}"
+    );
+    let done = answers[1].as_ref().unwrap();
+    assert_eq!((done.id.as_str(), done.status), (a.as_str(), Status::Sent));
+    assert!(!done.callback_queued);
+}
