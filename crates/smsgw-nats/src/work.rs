@@ -287,6 +287,11 @@ impl NatsQueue {
                     let Some(first) = payload.clone() else {
                         return Ok(None);
                     };
+                    if first.id != id {
+                        let reason = "the message's id differs from its Nats-Msg-Id";
+                        self.dead_letter_raw(&msg, &first.target, reason).await?;
+                        return Ok(None);
+                    }
                     let fresh = Stored {
                         record: first,
                         lease: 0,
