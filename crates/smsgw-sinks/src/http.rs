@@ -619,10 +619,6 @@ mod tests {
         assert_eq!(kept[0].n, 0);
         sink.recorder().keep_at_most(usize::MAX);
         raw(sink.addr(), form).await;
-        assert_eq!(
-            sink.requests()[1].n,
-            3,
-            "numbers go on across what was not kept"
-        );
+        assert_eq!(sink.requests()[1].n, 3, "numbers go on across what was not kept");
     }
 }
