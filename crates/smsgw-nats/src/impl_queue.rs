@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use smsgw_queue::{
-    Attempt, CallbackJob, Claimed, DefKind, Enqueued, ListQuery, MAX_BATCH, MessageRecord, Millis,
-    NewMessage, Outcome, Page, Pruned, Queue, QueueError, Receipt, Stats, StoredDef, Target,
-    TokenRecord,
+    Attempt, CallbackJob, Claimed, Completed, Completion, DefKind, Enqueued, ListQuery, MAX_BATCH,
+    MessageRecord, Millis, NewMessage, Outcome, Page, Pruned, Queue, QueueError, Receipt, Stats,
+    StoredDef, Target, TokenRecord,
 };
 
 use crate::NatsQueue;
@@ -69,6 +69,25 @@ impl Queue for NatsQueue {
         outcome: Outcome,
     ) -> Result<MessageRecord, QueueError> {
         self.complete_one(id, lease, attempts, outcome).await
+    }
+
+    /// Each outcome is its own compare-and-swap on its record (a key-value bucket has no
+    /// multi-key write); they run concurrently, answers in order.
+    async fn complete_many(&self, done: Vec<Completion>) -> Vec<Result<Completed, QueueError>> {
+        futures::stream::iter(done)
+            .map(|c| async move {
+                let rec = self
+                    .complete_one(&c.id, c.lease, c.attempts, c.outcome)
+                    .await?;
+                Ok(Completed {
+                    callback_queued: rec.status.is_final() && rec.callback_url.is_some(),
+                    id: rec.id,
+                    status: rec.status,
+                })
+            })
+            .buffered(BATCH_PIPELINE)
+            .collect()
+            .await
     }
 
     /// Nothing to do: the broker gives a dead worker's messages to the others by itself, and a

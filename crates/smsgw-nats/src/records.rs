@@ -24,6 +24,11 @@ pub(crate) struct Stored {
     /// Claims that ended without an outcome (the worker died or hung).
     #[serde(default)]
     pub orphaned: u32,
+    /// Deliveries that recorded an outcome. The broker counts deliveries: a delivery `n` with
+    /// fewer than `n - 1` settled ones follows one that ended without an outcome (and may have
+    /// sent), which is how a claim can skip writing `sending` (see `work::take`).
+    #[serde(default)]
+    pub settled: u32,
 }
 
 pub(crate) async fn ensure_streams(

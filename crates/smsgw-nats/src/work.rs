@@ -1,6 +1,7 @@
-//! The message path: enqueue (publish, then record), claim (fetch from the target's consumer,
-//! mark `sending` under a new lease), complete (record, then ack / nak with delay / term), the
-//! heartbeat that keeps a live worker's messages its own, and dead letters.
+//! The message path: enqueue (publish, then record), claim (fetch from the target's consumer and
+//! read the record; after a delivery that ended without an outcome, mark it `sending` under a
+//! new lease), complete (record, then ack / nak with delay / term), the heartbeat that keeps a
+//! live worker's messages its own, and dead letters.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,6 +132,7 @@ impl NatsQueue {
             record,
             lease: 0,
             orphaned: 0,
+            settled: 0,
         };
         match records::create(&self.messages, &stored).await? {
             Cas::Done(_) => {}
@@ -203,7 +205,19 @@ impl NatsQueue {
                 }
             }
         }
-        // Each take is two round trips to the records bucket: overlap them.
+        // Two copies of one message in a batch (a publish retried after the dedup window) are
+        // never held at once: the later one comes back after the first has an outcome.
+        let mut ids = std::collections::HashSet::new();
+        let mut unique = Vec::with_capacity(fetched.len());
+        for m in fetched {
+            if delivery_id(&m).is_some_and(|id| !ids.insert(id)) {
+                ack(&m, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            } else {
+                unique.push(m);
+            }
+        }
+        let fetched = unique;
+        // Each take is a round trip or two to the records bucket: overlap them.
         let taken: Vec<Result<Option<Claimed>, QueueError>> = futures::stream::iter(fetched)
             .map(|m| self.take(m))
             .buffer_unordered(TAKE_PIPELINE)
@@ -227,23 +241,62 @@ impl NatsQueue {
     }
 
     /// Turns one delivery into a claim, or settles it when there is nothing to send.
+    ///
+    /// A delivery whose every predecessor recorded an outcome (the broker's delivery count
+    /// minus one equals the record's `settled`) cannot overlap another holder, so it is claimed
+    /// without a write: the record stays `queued` while it is sent, and the outcome is written
+    /// against the revision read here, so any write in between (a later claim) makes it fail.
+    /// A delivery after one that ended without an outcome — that worker died, hung past the
+    /// ack wait, or let go at shutdown, perhaps after sending — marks the message
+    /// `possible_duplicate` and writes `sending` under a new lease first, which fences the
+    /// earlier holder's outcome out.
     async fn take(&self, msg: jetstream::Message) -> Result<Option<Claimed>, QueueError> {
-        let Ok(first) = serde_json::from_slice::<MessageRecord>(&msg.payload) else {
-            let target = names::target_of_subject(msg.subject.as_str())
-                .unwrap_or(Target::Gateway(String::new()));
-            self.dead_letter_raw(&msg, &target, "the message in the stream is unreadable")
-                .await?;
-            return Ok(None);
+        let delivered = msg.info().ok().map(|i| i.delivered.max(1) as u64);
+        let mut payload: Option<MessageRecord> = None;
+        let id = match delivery_id(&msg) {
+            Some(id) => id,
+            None => match self.payload_of(&msg).await? {
+                Some(first) => {
+                    let id = first.id.clone();
+                    payload = Some(first);
+                    id
+                }
+                None => return Ok(None),
+            },
         };
+        if self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+        {
+            // A second copy of a message this process is sending (a publish retried after the
+            // dedup window): let it come back once that one has an outcome.
+            ack(&msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return Ok(None);
+        }
         for _ in 0..5 {
             let now = now_ms();
-            let (mut stored, revision) = match records::load(&self.messages, &first.id).await? {
+            let (mut stored, revision) = match records::load(&self.messages, &id).await? {
                 Some(found) => found,
                 None => {
+                    // The API node has not written the record yet: build it from the stream.
+                    if payload.is_none() {
+                        payload = self.payload_of(&msg).await?;
+                    }
+                    let Some(first) = payload.clone() else {
+                        return Ok(None);
+                    };
+                    if first.id != id {
+                        let reason = "the message's id differs from its Nats-Msg-Id";
+                        self.dead_letter_raw(&msg, &first.target, reason).await?;
+                        return Ok(None);
+                    }
                     let fresh = Stored {
-                        record: first.clone(),
+                        record: first,
                         lease: 0,
                         orphaned: 0,
+                        settled: 0,
                     };
                     match records::create(&self.messages, &fresh).await? {
                         Cas::Done(rev) => (fresh, rev),
@@ -258,7 +311,9 @@ impl NatsQueue {
                 ack(&msg, AckKind::Ack).await;
                 return Ok(None);
             }
-            if stored.record.status == Status::Sending {
+            let unsettled_before = delivered.is_some_and(|n| u64::from(stored.settled) + 1 < n);
+            let orphan = stored.record.status == Status::Sending || unsettled_before;
+            if orphan {
                 // Taken before and never finished: that worker may have sent it.
                 stored.record.possible_duplicate = true;
                 stored.orphaned += 1;
@@ -282,32 +337,53 @@ impl NatsQueue {
                     .await?;
                 return Ok(None);
             }
-            stored.record.status = Status::Sending;
-            stored.record.updated_at = now;
-            stored.lease += 1;
-            match records::update(&self.messages, &stored, revision).await? {
-                Cas::Conflict => continue,
-                Cas::Done(revision) => {
-                    let lease = stored.lease;
-                    let record = stored.record.clone();
-                    self.inflight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(
-                            record.id.clone(),
-                            Held {
-                                msg,
-                                lease,
-                                stored,
-                                revision,
-                            },
-                        );
-                    return Ok(Some(Claimed { record, lease }));
+            // Without the broker's count (never seen in practice) the claim is fenced too.
+            let revision = if orphan || delivered.is_none() {
+                stored.record.status = Status::Sending;
+                stored.record.updated_at = now;
+                stored.lease += 1;
+                match records::update(&self.messages, &stored, revision).await? {
+                    Cas::Conflict => continue,
+                    Cas::Done(revision) => revision,
                 }
-            }
+            } else {
+                revision
+            };
+            let lease = stored.lease;
+            let mut record = stored.record.clone();
+            // The worker's copy is `sending` whether or not the record says so yet.
+            record.status = Status::Sending;
+            self.inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    record.id.clone(),
+                    Held {
+                        msg,
+                        lease,
+                        stored,
+                        revision,
+                    },
+                );
+            return Ok(Some(Claimed { record, lease }));
         }
         // Contended beyond reason: leave it to the broker to deliver again.
         ack(&msg, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        Ok(None)
+    }
+
+    /// The message as the API node published it; an unreadable one goes to the dead letters.
+    async fn payload_of(
+        &self,
+        msg: &jetstream::Message,
+    ) -> Result<Option<MessageRecord>, QueueError> {
+        if let Ok(first) = serde_json::from_slice::<MessageRecord>(&msg.payload) {
+            return Ok(Some(first));
+        }
+        let target = names::target_of_subject(msg.subject.as_str())
+            .unwrap_or(Target::Gateway(String::new()));
+        self.dead_letter_raw(msg, &target, "the message in the stream is unreadable")
+            .await?;
         Ok(None)
     }
 
@@ -325,6 +401,7 @@ impl NatsQueue {
         let now = now_ms();
         stored.record.status = Status::Failed;
         stored.record.updated_at = now;
+        stored.settled += 1;
         stored.record.attempts.push(Attempt {
             gateway: stored.record.target.name().to_owned(),
             kind: kind.into(),
@@ -420,12 +497,17 @@ impl NatsQueue {
                     let Some((fresh, rev)) = records::load(&self.messages, id).await? else {
                         return Err(QueueError::LeaseLost(id.to_owned()));
                     };
-                    if fresh.lease != lease || fresh.record.status != Status::Sending {
-                        return Err(QueueError::LeaseLost(id.to_owned()));
+                    // Still ours only if nobody claimed or settled it since (a claim without a
+                    // write left it `queued`; a fenced one, `sending`).
+                    if fresh.lease != lease
+                        || fresh.settled != base.settled
+                        || fresh.record.status != base.record.status
+                    {
+                        return Err(self.lost(id, &outcome, Some((fresh, rev))).await);
                     }
                     (base, revision) = (fresh, rev);
                 }
-                Cas::Conflict => return Err(QueueError::LeaseLost(id.to_owned())),
+                Cas::Conflict => return Err(self.lost(id, &outcome, None).await),
             }
         };
         if stored.record.status.is_final() {
@@ -433,6 +515,49 @@ impl NatsQueue {
         }
         ack(&held.msg, ack_kind).await;
         Ok(stored.record)
+    }
+
+    /// The answer for an outcome that lost its race: another delivery of the message claimed or
+    /// settled it meanwhile (this worker hung past the ack wait, or a second copy of the
+    /// message was sent at the same time). If this one may have reached the phone, the
+    /// record must say the message may have been sent twice, whoever recorded it.
+    async fn lost(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        mut seen: Option<(Stored, u64)>,
+    ) -> QueueError {
+        let may_have_sent = matches!(
+            outcome,
+            Outcome::Sent { .. }
+                | Outcome::Final {
+                    status: Status::Unknown
+                }
+        );
+        if may_have_sent {
+            for _ in 0..5 {
+                let found = match seen.take() {
+                    Some(f) => Some(f),
+                    None => records::load(&self.messages, id).await.ok().flatten(),
+                };
+                let Some((mut stored, rev)) = found else {
+                    break;
+                };
+                if stored.record.possible_duplicate {
+                    break;
+                }
+                stored.record.possible_duplicate = true;
+                match records::update(&self.messages, &stored, rev).await {
+                    Ok(Cas::Conflict) => continue,
+                    Ok(Cas::Done(_)) => break,
+                    Err(e) => {
+                        tracing::warn!("{id}: cannot mark a possible duplicate: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        QueueError::LeaseLost(id.to_owned())
     }
 
     /// Writes `outcome` into `stored`; how the broker is to settle the delivery.
@@ -446,6 +571,7 @@ impl NatsQueue {
         stored.record.attempts.extend(attempts);
         stored.record.updated_at = now;
         stored.orphaned = 0;
+        stored.settled += 1;
         match outcome {
             Outcome::Sent { message_ids } => {
                 stored.record.status = Status::Sent;
@@ -498,6 +624,22 @@ fn last_error(record: &MessageRecord) -> String {
         Some(e) => format!("; last error: {e}"),
         None => String::new(),
     }
+}
+
+/// The id of the message a delivery carries: the `Nats-Msg-Id` the API node published under,
+/// else the payload's `id` (decoding only that field); the whole payload is decoded only when
+/// the record is missing.
+fn delivery_id(msg: &jetstream::Message) -> Option<String> {
+    if let Some(id) = msg.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
+        let id = id.as_str();
+        return records::valid_id(id).then(|| id.to_owned());
+    }
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let only: IdOnly = serde_json::from_slice(&msg.payload).ok()?;
+    records::valid_id(&only.id).then_some(only.id)
 }
 
 /// Acks are best effort: a lost ack means the message comes again, and its record (final)
