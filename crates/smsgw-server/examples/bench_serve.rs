@@ -177,6 +177,24 @@ impl Bench {
     }
 }
 
+/// Prints the rate and 202 latencies of `n` single POSTs, and adds them to `results` as
+/// `{key}_msgs_per_s`, `{key}_p50_ms` and `{key}_p99_ms`.
+fn report_singles(
+    results: &mut Vec<(String, String)>,
+    label: &str,
+    key: &str,
+    n: usize,
+    el: Duration,
+    mut lat: Vec<Duration>,
+) {
+    let rate = n as f64 / el.as_secs_f64();
+    let (p50, p99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    println!("{label}: {n} in {el:.2?} = {rate:.0} msgs/s; 202 p50 {p50:.2} ms p99 {p99:.2} ms");
+    results.push((format!("{key}_msgs_per_s"), format!("{rate:.0}")));
+    results.push((format!("{key}_p50_ms"), format!("{p50:.2}")));
+    results.push((format!("{key}_p99_ms"), format!("{p99:.2}")));
+}
+
 /// A `:batch` body of `per` messages, numbered from `first`.
 fn batch_body(first: usize, per: usize) -> String {
     let msgs: Vec<String> = (first..first + per)
@@ -290,38 +308,17 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
     // that the figure is the accept path's, not shared with sending on the same two cores.
     {
         let alone = setup(|o| o.run_worker = false).await;
-        let (el, mut lat) = alone.bench.singles(single, clients, "a").await;
-        let rate = single as f64 / el.as_secs_f64();
-        println!(
-            "accept alone, single POST ({clients} clients, nothing sent meanwhile): {single} in {el:.2?} = {rate:.0} msgs/s; 202 p50 {:.2} ms p99 {:.2} ms",
-            pct(&mut lat, 0.5),
-            pct(&mut lat, 0.99)
-        );
-        results.push(("accept_alone_msgs_per_s".into(), format!("{rate:.0}")));
-        results.push((
-            "accept_alone_p99_ms".into(),
-            format!("{:.2}", pct(&mut lat, 0.99)),
-        ));
+        let (el, lat) = alone.bench.singles(single, clients, "a").await;
+        let label =
+            format!("accept alone, single POST ({clients} clients, nothing sent meanwhile)");
+        report_singles(&mut results, &label, "accept_alone", single, el, lat);
         alone.server.shutdown().await;
     }
 
     // 1. Accepting single POSTs (the worker drains them at the same time).
-    let (el, mut lat) = b.singles(single, clients, "s").await;
-    let rate = single as f64 / el.as_secs_f64();
-    println!(
-        "accept, single POST ({clients} clients): {single} in {el:.2?} = {rate:.0} msgs/s; 202 p50 {:.2} ms p99 {:.2} ms",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99)
-    );
-    results.push(("accept_single_msgs_per_s".into(), format!("{rate:.0}")));
-    results.push((
-        "accept_single_p50_ms".into(),
-        format!("{:.2}", pct(&mut lat, 0.5)),
-    ));
-    results.push((
-        "accept_single_p99_ms".into(),
-        format!("{:.2}", pct(&mut lat, 0.99)),
-    ));
+    let (el, lat) = b.singles(single, clients, "s").await;
+    let label = format!("accept, single POST ({clients} clients)");
+    report_singles(&mut results, &label, "accept_single", single, el, lat);
     sink.wait_for(single, Duration::from_secs(60)).await;
 
     // 2. Accepting batches of 10 000.

@@ -315,14 +315,7 @@ async fn slow_clients_are_cut_off() {
 async fn a_dead_gateway_delays_only_its_own_messages() {
     let e = env().await;
     for i in 0..100 {
-        let r = e
-            .post(
-                "/v1/messages",
-                &e.send,
-                json!({"to": format!("+4915{i:04}"), "text": "d", "gateway": "dead"}),
-            )
-            .await;
-        assert_eq!(r.status(), 202);
+        e.queue(&format!("+4915{i:04}"), "d", "dead").await;
     }
     let start = std::time::Instant::now();
     let r = e
@@ -397,20 +390,7 @@ async fn stopping_gives_claimed_but_unsent_messages_back() {
         .always(smsgw_testkit::Fault::Delay(Duration::from_millis(400)));
     let mut ids = Vec::new();
     for i in 0..8 {
-        let r = e
-            .post(
-                "/v1/messages",
-                &e.send,
-                json!({"to": format!("+49151000{i}"), "text": "ahead", "gateway": "sms1"}),
-            )
-            .await;
-        assert_eq!(r.status(), 202);
-        ids.push(
-            r.json::<serde_json::Value>().await.unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(e.queue(&format!("+49151000{i}"), "ahead", "sms1").await);
     }
     // Two sends in flight (concurrency 2), and more claimed behind them.
     e.sink.wait_for_requests(2, Duration::from_secs(10)).await;

@@ -129,6 +129,20 @@ impl Env {
             .unwrap()
     }
 
+    /// Posts one message with the send token, asserts the 202, and returns its id.
+    pub async fn queue(&self, to: &str, text: &str, gateway: &str) -> String {
+        let r = self
+            .post(
+                "/v1/messages",
+                &self.send,
+                serde_json::json!({"to": to, "text": text, "gateway": gateway}),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let r = self
             .http
