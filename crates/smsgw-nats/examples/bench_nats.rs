@@ -3,7 +3,10 @@
 //! three such workers — and the accepted rate per API node. Needs `nats-server` installed; it
 //! starts its own on a free loopback port with a temporary store.
 //!
-//! Options: `--messages N` (default 6000), `--latency-ms MS` (default 20), `--json`.
+//! Options: `--messages N` (default 6000), `--latency-ms MS` (default 20), `--json`,
+//! `--compare-latency-ms MS` (default 100; 0 skips it): the same two drains once more against a
+//! sink that slow, where three workers stay within the machine's cores — so the ratio there
+//! shows the scaling itself, and the first run's shows where the cores end it.
 //!
 //! Next to each rate it prints the CPU seconds the broker and this process spent per 1000
 //! messages in that phase (draining: workers and sink, the API nodes idle; accepting: API nodes
@@ -26,6 +29,7 @@ use support::{NatsServer, Worker, http_gateway};
 struct Args {
     messages: usize,
     latency: Duration,
+    compare: Duration,
     json: bool,
 }
 
@@ -33,6 +37,7 @@ fn args() -> Args {
     let mut a = Args {
         messages: 6000,
         latency: Duration::from_millis(20),
+        compare: Duration::from_millis(100),
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -49,6 +54,13 @@ fn args() -> Args {
                     it.next()
                         .and_then(|v| v.parse().ok())
                         .expect("--latency-ms MS"),
+                )
+            }
+            "--compare-latency-ms" => {
+                a.compare = Duration::from_millis(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--compare-latency-ms MS"),
                 )
             }
             "--json" => a.json = true,
@@ -190,77 +202,168 @@ async fn drain(url: &str, sink: &HttpSink, config: &Path, workers: usize, n: usi
     rate
 }
 
+/// One measurement: both drains (and the accepts that fill the queue for them) against a sink
+/// answering after `latency`.
+struct Run {
+    latency: Duration,
+    one: f64,
+    three: f64,
+    accepted: f64,
+    /// CPU s per 1000 messages, (broker, this process): one worker, three, accepting.
+    cpu: [(f64, f64); 3],
+}
+
+impl Run {
+    fn ratio(&self) -> f64 {
+        self.three / self.one
+    }
+
+    /// What three workers could reach if the gateway's latency were the only limit.
+    fn latency_bound(&self) -> f64 {
+        3.0 * 64.0 / self.latency.as_secs_f64()
+    }
+
+    /// What this machine's cores carry at the three workers' CPU per message.
+    fn cpu_bound(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let per_msg = (self.cpu[1].0 + self.cpu[1].1) / 1000.0;
+        if per_msg > 0.0 {
+            cores / per_msg
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// What every measurement shares: the broker, the sink, the configuration, the API nodes and
+/// their token, and the messages per drain.
+struct Env<'a> {
+    nats: &'a NatsServer,
+    sink: &'a HttpSink,
+    config: &'a Path,
+    nodes: &'a [smsgw_server::Running],
+    token: &'a str,
+    n: usize,
+}
+
+async fn measure(env: &Env<'_>, offset: usize, latency: Duration) -> Run {
+    let Env {
+        nats,
+        sink,
+        config,
+        nodes,
+        token,
+        n,
+    } = *env;
+    sink.faults().always(smsgw_sinks::Fault::Delay(latency));
+    let c_start = cpu(nats);
+    let accepted_1 = accept(nodes, token, n, offset).await;
+    let c0 = cpu(nats);
+    let one = drain(&nats.url(), sink, config, 1, n).await;
+    let c1 = cpu(nats);
+    let accepted_2 = accept(nodes, token, n, offset + n).await;
+    let c2 = cpu(nats);
+    let three = drain(&nats.url(), sink, config, 3, n).await;
+    let c3 = cpu(nats);
+    let per_1000 = |from: (f64, f64), to: (f64, f64)| {
+        let k = n as f64 / 1000.0;
+        ((to.0 - from.0) / k, (to.1 - from.1) / k)
+    };
+    let (a1, a2) = (per_1000(c_start, c0), per_1000(c1, c2));
+    Run {
+        latency,
+        one,
+        three,
+        accepted: (accepted_1 + accepted_2) / 2.0,
+        cpu: [
+            per_1000(c0, c1),
+            per_1000(c2, c3),
+            ((a1.0 + a2.0) / 2.0, (a1.1 + a2.1) / 2.0),
+        ],
+    }
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::json!({
+        "latency_ms": r.latency.as_millis() as u64,
+        "one_worker_per_s": r.one.round(), "three_workers_per_s": r.three.round(),
+        "ratio": (r.ratio() * 100.0).round() / 100.0,
+        "three_workers_latency_bound_per_s": r.latency_bound().round(),
+        "three_workers_cpu_bound_per_s": r.cpu_bound().round(),
+        "accepted_per_s_per_api_node": r.accepted.round(),
+        "cpu_s_per_1000": {
+            "one_worker": {"broker": r.cpu[0].0, "bench_process": r.cpu[0].1},
+            "three_workers": {"broker": r.cpu[1].0, "bench_process": r.cpu[1].1},
+            "accept": {"broker": r.cpu[2].0, "bench_process": r.cpu[2].1},
+        },
+    })
+}
+
+fn print(r: &Run, n: usize) {
+    println!("nats: sink latency {:?}, {n} messages per run", r.latency);
+    println!(
+        "  one worker (concurrency 64):    {:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+        r.one, r.cpu[0].0, r.cpu[0].1
+    );
+    println!(
+        "  three workers (concurrency 64): {:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+        r.three, r.cpu[1].0, r.cpu[1].1
+    );
+    println!("  ratio {:.2} (goal >= 2.7)", r.ratio());
+    println!(
+        "  three workers' limits: the gateway's latency {:.0} msg/s, this machine's cores at this CPU per message {:.0} msg/s",
+        r.latency_bound(),
+        r.cpu_bound()
+    );
+    println!(
+        "  accepted per API node (2 nodes, HTTP batches of 500): {:>8.0} msg/s   CPU s per 1000: broker {:.2}, API nodes+client {:.2}",
+        r.accepted, r.cpu[2].0, r.cpu[2].1
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let a = args();
     let nats = NatsServer::start();
     let sink = HttpSink::start().await.expect("sink");
-    sink.faults().always(smsgw_sinks::Fault::Delay(a.latency));
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("smsgw.toml");
     std::fs::write(&config, http_gateway("sink", &sink.url())).expect("config file");
 
     let load_before = load_average();
     let (nodes, token) = api_nodes(&nats.url(), &config).await;
-    let c_start = cpu(&nats);
-    let accepted_1 = accept(&nodes, &token, a.messages, 0).await;
-    let c0 = cpu(&nats);
-    let one = drain(&nats.url(), &sink, &config, 1, a.messages).await;
-    let c1 = cpu(&nats);
-    let accepted_2 = accept(&nodes, &token, a.messages, a.messages).await;
-    let c2 = cpu(&nats);
-    let three = drain(&nats.url(), &sink, &config, 3, a.messages).await;
-    let c3 = cpu(&nats);
+    let n = a.messages;
+    let env = Env {
+        nats: &nats,
+        sink: &sink,
+        config: &config,
+        nodes: &nodes,
+        token: &token,
+        n,
+    };
+    let mut runs = vec![measure(&env, 0, a.latency).await];
+    if !a.compare.is_zero() && a.compare != a.latency {
+        runs.push(measure(&env, 2 * n, a.compare).await);
+    }
     let load_after = load_average();
     for node in nodes {
         node.shutdown().await;
     }
-    let per_1000 = |from: (f64, f64), to: (f64, f64)| {
-        let k = a.messages as f64 / 1000.0;
-        ((to.0 - from.0) / k, (to.1 - from.1) / k)
-    };
-    let (cpu_one, cpu_three) = (per_1000(c0, c1), per_1000(c2, c3));
-    let (cpu_accept_1, cpu_accept_2) = (per_1000(c_start, c0), per_1000(c1, c2));
-    let cpu_accept = (
-        (cpu_accept_1.0 + cpu_accept_2.0) / 2.0,
-        (cpu_accept_1.1 + cpu_accept_2.1) / 2.0,
-    );
-    let ratio = three / one;
-    let accepted = (accepted_1 + accepted_2) / 2.0;
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "bench": "nats", "messages": a.messages, "latency_ms": a.latency.as_millis() as u64,
-                "one_worker_per_s": one.round(), "three_workers_per_s": three.round(),
-                "ratio": (ratio * 100.0).round() / 100.0, "goal_ratio": 2.7,
-                "accepted_per_s_per_api_node": accepted.round(),
-                "cpu_s_per_1000": {
-                    "one_worker": {"broker": cpu_one.0, "bench_process": cpu_one.1},
-                    "three_workers": {"broker": cpu_three.0, "bench_process": cpu_three.1},
-                    "accept": {"broker": cpu_accept.0, "bench_process": cpu_accept.1},
-                },
-                "load_average": {"before": load_before, "after": load_after},
-            })
-        );
+        let first = &runs[0];
+        let mut out = json(first);
+        out["bench"] = "nats".into();
+        out["messages"] = n.into();
+        out["goal_ratio"] = 2.7.into();
+        out["load_average"] = serde_json::json!({"before": load_before, "after": load_after});
+        if let Some(c) = runs.get(1) {
+            out["compare"] = json(c);
+        }
+        println!("{out}");
     } else {
-        println!(
-            "nats: sink latency {:?}, {} messages per run",
-            a.latency, a.messages
-        );
-        println!(
-            "  one worker (concurrency 64):    {one:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
-            cpu_one.0, cpu_one.1
-        );
-        println!(
-            "  three workers (concurrency 64): {three:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
-            cpu_three.0, cpu_three.1
-        );
-        println!("  ratio {ratio:.2} (goal >= 2.7)");
-        println!(
-            "  accepted per API node (2 nodes, HTTP batches of 500): {accepted:>8.0} msg/s   CPU s per 1000: broker {:.2}, API nodes+client {:.2}",
-            cpu_accept.0, cpu_accept.1
-        );
+        for r in &runs {
+            print(r, n);
+        }
         println!("  load average before: {load_before}; after: {load_after}");
     }
 }
