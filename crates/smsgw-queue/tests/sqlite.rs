@@ -516,3 +516,60 @@ async fn ready_targets_names_each_target_with_pending_messages_once() {
     assert!(!q.ready_targets().await.unwrap().contains(&m));
     assert_eq!(q.ready_targets().await.unwrap().len(), 3);
 }
+
+/// Texts, metadata, idempotency keys and errors that JSON escapes (quotes, backslashes, control
+/// characters, non-ASCII, emoji) come back byte for byte through the statements that read their
+/// rows from one JSON array (accepts, outcomes, gateway ids).
+#[tokio::test]
+async fn awkward_strings_survive_the_json_array_statements() {
+    let (_d, q) = open().await;
+    let gw = Target::Gateway("gw".into());
+    let text = "Dein Code: 12\"34\\5 – ünïcödé 🚀\n\ttab\u{1}end '); DROP TABLE messages; --";
+    let metadata = serde_json::json!({"n": {"deep": ["ä", "\"q\"", 1.5, null]}, "e": "😀"});
+    let key = "key \"with\" \\ and ✓";
+    let mut m = msg("+491511234567", Some(key));
+    m.text = text.into();
+    m.metadata = Some(metadata.clone());
+    let e = q.enqueue(m).await.unwrap();
+    assert!(e.created);
+    let stored = q.get(&e.record.id).await.unwrap().unwrap();
+    assert_eq!(stored.text.as_deref(), Some(text));
+    assert_eq!(stored.metadata, Some(metadata));
+    assert_eq!(stored.idempotency_key.as_deref(), Some(key));
+    assert_eq!(
+        q.find_idempotent(key).await.unwrap().unwrap().id,
+        e.record.id
+    );
+
+    let c = q.claim(&gw, 1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(c[0].record.text.as_deref(), Some(text));
+    let mut tried = attempt("not_sent");
+    tried.error = Some("gateway said \"nö\\pe\"\n🙅".into());
+    let sent = attempt("sent");
+    let r = q
+        .complete_many(vec![Completion {
+            id: c[0].record.id.clone(),
+            lease: c[0].lease,
+            attempts: vec![tried.clone(), sent.clone()],
+            outcome: Outcome::Sent {
+                message_ids: vec!["id \"1\" ✓".into()],
+            },
+        }])
+        .await;
+    assert_eq!(r[0].as_ref().unwrap().status, Status::Sent);
+    let done = q.get(&e.record.id).await.unwrap().unwrap();
+    assert_eq!(done.attempts, vec![tried, sent]);
+    assert_eq!(done.message_ids, vec!["id \"1\" ✓".to_owned()]);
+    // The gateway id was stored as sent: a receipt for it finds the message.
+    let rec = q
+        .record_receipt(&Receipt {
+            gateway: "gw".into(),
+            provider_id: "id \"1\" ✓".into(),
+            delivered: true,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.id, e.record.id);
+    assert_eq!(rec.status, Status::Delivered);
+}
