@@ -25,6 +25,17 @@ fn attempt(kind: &str) -> Attempt {
     }
 }
 
+/// A delivery receipt from gateway `gw` for `provider_id`: the message it updated, if any.
+async fn receipt(q: &SqliteQueue, provider_id: &str, delivered: bool) -> Option<MessageRecord> {
+    q.record_receipt(&Receipt {
+        gateway: "gw".into(),
+        provider_id: provider_id.into(),
+        delivered,
+    })
+    .await
+    .unwrap()
+}
+
 async fn open() -> (tempfile::TempDir, SqliteQueue) {
     let dir = tempfile::tempdir().unwrap();
     let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
@@ -188,26 +199,9 @@ async fn claim_complete_lease_and_recovery() {
     assert!(rec.possible_duplicate);
 
     // Receipts.
-    let got = q
-        .record_receipt(&Receipt {
-            gateway: "gw".into(),
-            provider_id: "p1".into(),
-            delivered: true,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let got = receipt(&q, "p1", true).await.unwrap();
     assert_eq!(got.status, Status::Delivered);
-    assert!(
-        q.record_receipt(&Receipt {
-            gateway: "gw".into(),
-            provider_id: "nope".into(),
-            delivered: true
-        })
-        .await
-        .unwrap()
-        .is_none()
-    );
+    assert!(receipt(&q, "nope", true).await.is_none());
     // Two callbacks: sent, delivered.
     let cbs = q.due_callbacks(10).await.unwrap();
     assert_eq!(
@@ -323,15 +317,7 @@ async fn complete_many_writes_every_outcome_at_once() {
         vec!["not_sent", "sent"]
     );
     // Gateway ids find their message (delivery receipts); callbacks are in the outbox.
-    let r = q
-        .record_receipt(&Receipt {
-            gateway: "gw".into(),
-            provider_id: "m2".into(),
-            delivered: false,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let r = receipt(&q, "m2", false).await.unwrap();
     assert_eq!((r.to.as_str(), r.status), ("+0", Status::Undelivered));
     let cbs = q.due_callbacks(10).await.unwrap();
     assert_eq!(
@@ -561,15 +547,7 @@ async fn awkward_strings_survive_the_json_array_statements() {
     assert_eq!(done.attempts, vec![tried, sent]);
     assert_eq!(done.message_ids, vec!["id \"1\" ✓".to_owned()]);
     // The gateway id was stored as sent: a receipt for it finds the message.
-    let rec = q
-        .record_receipt(&Receipt {
-            gateway: "gw".into(),
-            provider_id: "id \"1\" ✓".into(),
-            delivered: true,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let rec = receipt(&q, "id \"1\" ✓", true).await.unwrap();
     assert_eq!(rec.id, e.record.id);
     assert_eq!(rec.status, Status::Delivered);
 }
