@@ -172,6 +172,9 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// Each worker's sends in flight (the figure).
+const CONCURRENCY: usize = 64;
+
 /// Runs `workers` of the server's delivery workers (what `smsgw worker` runs; each its own
 /// connection, concurrency 64) until the sink has `n` more messages; returns messages/s.
 async fn drain(url: &str, sink: &HttpSink, config: &Path, workers: usize, n: usize) -> f64 {
@@ -185,7 +188,7 @@ async fn drain(url: &str, sink: &HttpSink, config: &Path, workers: usize, n: usi
     let started = Instant::now();
     let running: Vec<Worker> = queues
         .into_iter()
-        .map(|q| Worker::spawn(q, config, 64))
+        .map(|q| Worker::spawn(q, config, CONCURRENCY))
         .collect();
     let until = Instant::now() + Duration::from_secs(60);
     while sink.recorder().len() < before + n {
@@ -220,7 +223,7 @@ impl Run {
 
     /// What three workers could reach if the gateway's latency were the only limit.
     fn latency_bound(&self) -> f64 {
-        3.0 * 64.0 / self.latency.as_secs_f64()
+        3.0 * CONCURRENCY as f64 / self.latency.as_secs_f64()
     }
 
     /// What this machine's cores carry at the three workers' CPU per message.
@@ -302,11 +305,11 @@ fn json(r: &Run) -> serde_json::Value {
 fn print(r: &Run, n: usize) {
     println!("nats: sink latency {:?}, {n} messages per run", r.latency);
     println!(
-        "  one worker (concurrency 64):    {:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+        "  one worker (concurrency {CONCURRENCY}):    {:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
         r.one, r.cpu[0].0, r.cpu[0].1
     );
     println!(
-        "  three workers (concurrency 64): {:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
+        "  three workers (concurrency {CONCURRENCY}): {:>8.0} msg/s   CPU s per 1000: broker {:.2}, workers+sink {:.2}",
         r.three, r.cpu[1].0, r.cpu[1].1
     );
     println!("  ratio {:.2} (goal >= 2.7)", r.ratio());
