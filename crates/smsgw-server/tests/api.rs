@@ -424,3 +424,42 @@ async fn stopping_gives_claimed_but_unsent_messages_back() {
     );
     q.close().await;
 }
+
+/// Claiming ahead is bounded: behind a slow gateway, a lane holds at most `concurrency` sends in
+/// flight and twice that many claimed behind them; the rest of a backlog stays `queued`, so that
+/// a crash marks only those few as possible duplicates.
+#[tokio::test]
+async fn a_lane_claims_a_bounded_number_ahead_of_its_sends() {
+    let mut e = env_with(|o| o.worker.concurrency = 2).await;
+    e.sink
+        .faults()
+        .always(smsgw_testkit::Fault::Delay(Duration::from_secs(1)));
+    for i in 0..20 {
+        e.queue(&format!("+49151100{i:02}"), "bounded", "sms1")
+            .await;
+    }
+    e.sink.wait_for_requests(2, Duration::from_secs(10)).await;
+    // Every claim the lane wants is made while the first two sends wait for the gateway.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let count = |status: &'static str| {
+        let e = &e;
+        async move {
+            let (code, page) = e
+                .get_json(&format!("/v1/messages?status={status}&limit=100"), &e.send)
+                .await;
+            assert_eq!(code, 200, "{page}");
+            page["messages"].as_array().unwrap().len()
+        }
+    };
+    let (sending, queued) = (count("sending").await, count("queued").await);
+    assert!(
+        e.sink.requests().len() <= 2,
+        "at most `concurrency` in flight"
+    );
+    assert!(
+        (2..=6).contains(&sending),
+        "two in flight and at most four claimed ahead: {sending} sending"
+    );
+    assert_eq!(sending + queued, 20, "none sent yet");
+    e.stop().await;
+}

@@ -320,7 +320,7 @@ impl Queue for SqliteQueue {
     async fn due_callbacks(&self, max: usize) -> Result<Vec<CallbackJob>, QueueError> {
         let rows = sqlx::query(
             "SELECT id, message_id, url, status, tries, created_at FROM callbacks \
-             WHERE not_before <= ? ORDER BY not_before LIMIT ?",
+             WHERE not_before <= ? ORDER BY not_before LIMIT CAST(? AS INTEGER)",
         )
         .bind(now_ms())
         .bind(max as i64)

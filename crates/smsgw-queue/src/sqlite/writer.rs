@@ -286,14 +286,15 @@ async fn claim(
 ) -> Result<Vec<Claimed>, QueueError> {
     let until = now.saturating_add(lease.as_millis() as i64);
     // SET sees the old row: a message still `sending` here lost its worker, so it may have
-    // been sent already.
+    // been sent already. The LIMIT is a CAST, not a bare `?5`: SQLite plans with the value of
+    // a bare LIMIT parameter and so prepares the statement again at every new binding.
     let sql = format!(
         "UPDATE messages SET status = 'sending', lease = lease + 1, lease_until = ?1, \
            possible_duplicate = possible_duplicate OR status = 'sending', updated_at = ?2 \
          WHERE seq IN (SELECT seq FROM messages \
            WHERE target_kind = ?3 AND target = ?4 AND status IN ('queued', 'sending') \
              AND ((status = 'queued' AND not_before <= ?2) OR (status = 'sending' AND lease_until < ?2)) \
-           ORDER BY seq LIMIT ?5) \
+           ORDER BY seq LIMIT CAST(?5 AS INTEGER)) \
          RETURNING {MESSAGE_COLUMNS}"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
