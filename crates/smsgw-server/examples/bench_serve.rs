@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 use axum::extract::{RawQuery, State};
 
 use smsgw as _;
+
+/// The allocator of the `smsgw` binary (its default feature `mimalloc`), so that the figures
+/// are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use smsgw_queue::Queue as _;
 
 fn arg(name: &str, default: usize) -> usize {
