@@ -22,10 +22,14 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-/// The tokens in memory, reloaded from the store when an unknown token shows up (a token made by
-/// `smsgw token create` while the server runs), at most once a second.
+/// The tokens in memory. They are read from the store again when they are a second old and a
+/// request comes, so that `smsgw token revoke` (which writes the file while the server runs) takes
+/// effect within a second, and when an unknown token shows up (`smsgw token create`), at most
+/// once a second, so that guessing does not cost a read per request.
 pub(crate) struct TokenCache {
     inner: RwLock<(Vec<TokenRecord>, Option<Instant>)>,
+    /// Held while reading the store: the requests that find the cache stale wait for one read.
+    reading: tokio::sync::Mutex<()>,
 }
 
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -34,12 +38,12 @@ impl TokenCache {
     pub(crate) fn new() -> Self {
         TokenCache {
             inner: RwLock::new((Vec::new(), None)),
+            reading: tokio::sync::Mutex::new(()),
         }
     }
 
     fn find(&self, hash: &str) -> Option<TokenRecord> {
         let g = self.inner.read().expect("not poisoned");
-        // Compare against every token in constant time: timing tells nothing about a near miss.
         let mut found = None;
         for t in &g.0 {
             if bool::from(t.hash.as_bytes().ct_eq(hash.as_bytes())) {
@@ -49,28 +53,44 @@ impl TokenCache {
         found
     }
 
+    fn fresh(&self) -> bool {
+        let g = self.inner.read().expect("not poisoned");
+        g.1.is_some_and(|at| at.elapsed() < RELOAD_EVERY)
+    }
+
+    /// Reads the tokens from the store now (after a change through the API).
     pub(crate) async fn reload(&self, queue: &dyn Queue) {
+        let _one = self.reading.lock().await;
+        self.read_store(queue).await;
+    }
+
+    async fn read_store(&self, queue: &dyn Queue) {
         match queue.list_tokens().await {
             Ok(list) => *self.inner.write().expect("not poisoned") = (list, Some(Instant::now())),
-            Err(e) => tracing::error!(error = %e, "cannot load the tokens"),
+            Err(e) => {
+                // The last list stays in use; the next read is tried a second later, not at
+                // every request.
+                self.inner.write().expect("not poisoned").1 = Some(Instant::now());
+                tracing::error!(error = %e, "cannot load the tokens");
+            }
         }
     }
 
-    /// The token record for `token`, or `None`.
+    /// Reads the store unless the cache is fresh (another request just read it).
+    async fn refresh(&self, queue: &dyn Queue) {
+        let _one = self.reading.lock().await;
+        if !self.fresh() {
+            self.read_store(queue).await;
+        }
+    }
+
+    /// The token's record, if it is valid.
     pub(crate) async fn verify(&self, queue: &dyn Queue, token: &str) -> Option<TokenRecord> {
         let hash = hash_token(token);
-        if let Some(t) = self.find(&hash) {
-            return Some(t);
+        if !self.fresh() {
+            self.refresh(queue).await;
         }
-        let stale = {
-            let g = self.inner.read().expect("not poisoned");
-            g.1.is_none_or(|at| at.elapsed() >= RELOAD_EVERY)
-        };
-        if stale {
-            self.reload(queue).await;
-            return self.find(&hash);
-        }
-        None
+        self.find(&hash)
     }
 }
 

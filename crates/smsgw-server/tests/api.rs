@@ -463,3 +463,41 @@ async fn a_lane_claims_a_bounded_number_ahead_of_its_sends() {
     assert_eq!(sending + queued, 20, "none sent yet");
     e.stop().await;
 }
+
+/// `smsgw token create` and `smsgw token revoke` write the database while the server runs: a new
+/// token works, and a revoked one stops working, within a second — also while it is in use.
+#[tokio::test]
+async fn tokens_made_and_revoked_on_the_command_line_apply_within_a_second() {
+    let e = env().await;
+    let db = e.dir.path().join("smsgw.db");
+    let t = make_token(&db, "cli", "send").await;
+    let works = |expect: u16| {
+        let (e, t) = (&e, t.clone());
+        async move {
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            loop {
+                let code = e.get_json("/v1/gateways", &t).await.0;
+                if code == expect {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < until,
+                    "still {code}, not {expect}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    works(200).await;
+    let mut out = Vec::new();
+    smsgw_server::token(
+        &smsgw_server::TokenArgs {
+            db,
+            command: smsgw_server::TokenCommand::Revoke { name: "cli".into() },
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    works(401).await;
+}
