@@ -145,14 +145,17 @@ fn cli_features() -> Result<Vec<String>, String> {
     Ok(features)
 }
 
-/// The keys of a manifest's `[features]` table, `default` excepted.
+/// The provider features of a manifest's `[features]` table: those that enable one of the
+/// umbrella's (`x = ["smsgw/x"]`), not `default` or others such as the allocator's.
 fn features_of(manifest: &str) -> Vec<String> {
     manifest
         .lines()
         .skip_while(|l| l.trim() != "[features]")
         .skip(1)
         .take_while(|l| !l.trim_start().starts_with('['))
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_owned()))
+        .filter_map(|l| l.split_once('='))
+        .filter(|(_, v)| v.contains("\"smsgw/"))
+        .map(|(k, _)| k.trim().to_owned())
         .filter(|k| !k.is_empty() && !k.starts_with('#') && k != "default")
         .collect()
 }
@@ -241,7 +244,8 @@ mod tests {
     #[test]
     fn the_provider_features_are_read_from_the_cli_manifest() {
         let manifest = "[package]\nname = \"x\"\n\n[features]\ndefault = [\"http\"]\n\
-                        ## docs\nhttp = [\"smsgw/http\"]\nsmpp = [\"smsgw/smpp\"]\n\n\
+                        ## docs\nhttp = [\"smsgw/http\"]\nsmpp = [\"smsgw/smpp\"]\n\
+                        mimalloc = [\"dep:mimalloc\"]\n\n\
                         [dependencies]\nsmsgw = \"1\"\n";
         assert_eq!(features_of(manifest), ["http", "smpp"]);
         assert_eq!(cli_features().unwrap(), ["http", "sipgate", "smtp", "smpp"]);
