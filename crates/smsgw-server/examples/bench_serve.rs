@@ -61,6 +61,30 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds this process has used (user + system), from `/proc/self/stat` in clock ticks of
+/// 1/100 s. Per message, it tells whether a rate was limited by the cores or by waiting.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name: utime and stime are the 12th and 13th fields.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let mut f = rest.split_whitespace().skip(11);
+    let (u, s) = (f.next(), f.next());
+    [u, s]
+        .iter()
+        .filter_map(|v| v.and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 100.0
+}
+
+/// Prints and records the CPU milliseconds per message since `from` (CPU seconds).
+fn report_cpu(results: &mut Vec<(String, String)>, key: &str, from: f64, n: usize) {
+    let ms = (cpu_seconds() - from) * 1000.0 / n.max(1) as f64;
+    println!(
+        "  ({ms:.3} CPU-ms per message, this whole process: clients, server, worker, gateway)"
+    );
+    results.push((format!("{key}_cpu_ms_per_msg"), format!("{ms:.3}")));
+}
+
 fn db_bytes(db: &Path) -> u64 {
     ["", "-wal"]
         .iter()
@@ -359,10 +383,12 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
     // that the figure is the accept path's, not shared with sending on the same two cores.
     {
         let alone = setup(|o| o.run_worker = false).await;
+        let cpu = cpu_seconds();
         let (el, lat) = alone.bench.singles(single, clients, "a").await;
         let label =
             format!("accept alone, single POST ({clients} clients, nothing sent meanwhile)");
         report_singles(&mut results, &label, "accept_alone", single, el, lat);
+        report_cpu(&mut results, "accept_alone", cpu, single);
         alone.server.shutdown().await;
     }
 
@@ -397,13 +423,14 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
 
     // 3. End to end: POST to the gateway's receipt.
     let before = sink.count();
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_seconds());
     let (_, _) = b.singles(e2e, clients, "e").await;
     sink.wait_for(before + e2e, Duration::from_secs(60)).await;
     let el = start.elapsed();
     let rate = (sink.count() - before) as f64 / el.as_secs_f64();
     println!("end to end: {e2e} POST → gateway in {el:.2?} = {rate:.0} msgs/s");
     results.push(("e2e_msgs_per_s".into(), format!("{rate:.0}")));
+    report_cpu(&mut results, "e2e", cpu, e2e);
 
     // 4. Latency POST → arrival at 1 000 msgs/s offered.
     sink.timing.store(true, Ordering::Relaxed);
