@@ -51,6 +51,10 @@ pub const MAX_PAGE: usize = 1000;
 /// The most messages one [`Queue::enqueue_batch`] takes.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Takes a message that [`Queue::enqueue_claimed`] stored already claimed: called once, as soon
+/// as the message is durable. Dropped uncalled when the message was not stored claimed.
+pub type Handover = Box<dyn FnOnce(Claimed) + Send + Sync>;
+
 /// Why a queue operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -89,6 +93,26 @@ pub trait Queue: Send + Sync + 'static {
         let mut v = self.enqueue_batch(vec![msg]).await?;
         v.pop()
             .ok_or_else(|| QueueError::Store("enqueue returned nothing".into()))
+    }
+
+    /// Stores one message already claimed by the caller's worker (`sending` under a lease of
+    /// `lease`), and gives it to `handover` as soon as it is durable, so that the worker sends
+    /// it without claiming it from the store: one write fewer, and no wait for a claim, between
+    /// the acceptance and the gateway. `handover` is called even when the caller stopped waiting
+    /// for the answer, so a message stored claimed is never left to its lease.
+    ///
+    /// Returns the stored message, [`Status::Sending`] and `created` when it was stored claimed.
+    /// Otherwise (a used idempotency key, or a store that cannot do this: the default) it is
+    /// stored as [`Queue::enqueue`] does, and `handover` is dropped uncalled.
+    async fn enqueue_claimed(
+        &self,
+        msg: NewMessage,
+        lease: Duration,
+        handover: Handover,
+    ) -> Result<Enqueued, QueueError> {
+        let _ = lease;
+        drop(handover);
+        self.enqueue(msg).await
     }
 
     /// Stores many messages at once (at most [`MAX_BATCH`]), one answer per message in order.

@@ -551,3 +551,77 @@ async fn awkward_strings_survive_the_json_array_statements() {
     assert_eq!(rec.id, e.record.id);
     assert_eq!(rec.status, Status::Delivered);
 }
+
+/// A message stored claimed is handed over once, durable and `sending` under lease 1: no claim
+/// takes it while the lease holds, its outcome is recorded under that lease, and a restart finds
+/// it in flight. With a used idempotency key nothing is stored claimed and nothing handed over.
+#[tokio::test]
+async fn enqueue_claimed_hands_the_stored_message_over() {
+    let (d, q) = open().await;
+    let gw = Target::Gateway("gw".into());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handover = move |tx: std::sync::mpsc::Sender<Claimed>| -> Handover {
+        Box::new(move |c| tx.send(c).unwrap())
+    };
+    let e = q
+        .enqueue_claimed(
+            msg("+1", Some("k1")),
+            Duration::from_secs(30),
+            handover(tx.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(e.created);
+    assert_eq!(e.record.status, Status::Sending);
+    let c = rx.try_recv().expect("handed over before the answer");
+    assert_eq!((c.record.id.as_str(), c.lease), (e.record.id.as_str(), 1));
+    assert_eq!(c.record.text.as_deref(), Some("secret-otp-123"));
+    let stored = q.get(&e.record.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Sending);
+    assert!(
+        q.claim(&gw, 10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The same idempotency key: the first message, not claimed again, nothing handed over.
+    let again = q
+        .enqueue_claimed(
+            msg("+1", Some("k1")),
+            Duration::from_secs(30),
+            handover(tx.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.record.id, e.record.id);
+    assert!(rx.try_recv().is_err());
+
+    // Stored claimed, then the process dies: the restart's recovery makes it ready again,
+    // marked a possible duplicate (it may have been sent).
+    let lost = q
+        .enqueue_claimed(msg("+2", None), Duration::from_secs(30), handover(tx))
+        .await
+        .unwrap();
+    let _ = rx.try_recv().unwrap();
+    let done = q
+        .complete(
+            &c.record.id,
+            c.lease,
+            vec![attempt("sent")],
+            Outcome::Sent {
+                message_ids: vec!["p9".into()],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Sent);
+    q.close().await;
+    let q = SqliteQueue::open(&d.path().join("q.db")).await.unwrap();
+    assert_eq!(q.recover_in_flight().await.unwrap(), 1);
+    let back = q.claim(&gw, 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].record.id, lost.record.id);
+    assert!(back[0].record.possible_duplicate);
+}

@@ -85,6 +85,13 @@ fn report_cpu(results: &mut Vec<(String, String)>, key: &str, from: f64, n: usiz
     results.push((format!("{key}_cpu_ms_per_msg"), format!("{ms:.3}")));
 }
 
+/// Prints and records the share of `n` messages that went straight to a running lane.
+fn report_handed_over(results: &mut Vec<(String, String)>, key: &str, handed: u64, n: usize) {
+    let share = handed as f64 * 100.0 / n.max(1) as f64;
+    println!("  ({share:.1} % handed straight to the lane, the rest claimed from the store)");
+    results.push((format!("{key}_handed_over_pct"), format!("{share:.1}")));
+}
+
 fn db_bytes(db: &Path) -> u64 {
     ["", "-wal"]
         .iter()
@@ -231,6 +238,24 @@ impl Bench {
             lat.extend(t.await.unwrap());
         }
         (start.elapsed(), lat)
+    }
+
+    /// How many messages went straight to a running lane (`/metrics`,
+    /// `smsgw_messages_handed_over_total`): the rest were claimed from the store.
+    async fn handed_over(&self) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("smsgw_messages_handed_over_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
     }
 
     /// Posts one `:batch` body; returns how long the 202 took.
@@ -423,6 +448,7 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
 
     // 3. End to end: POST to the gateway's receipt.
     let before = sink.count();
+    let handed = b.handed_over().await;
     let (start, cpu) = (Instant::now(), cpu_seconds());
     let (_, _) = b.singles(e2e, clients, "e").await;
     sink.wait_for(before + e2e, Duration::from_secs(60)).await;
@@ -431,12 +457,14 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
     println!("end to end: {e2e} POST → gateway in {el:.2?} = {rate:.0} msgs/s");
     results.push(("e2e_msgs_per_s".into(), format!("{rate:.0}")));
     report_cpu(&mut results, "e2e", cpu, e2e);
+    report_handed_over(&mut results, "e2e", b.handed_over().await - handed, e2e);
 
     // 4. Latency POST → arrival at 1 000 msgs/s offered.
     sink.timing.store(true, Ordering::Relaxed);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let total = rate_secs * 1000;
     let before = sink.count();
+    let handed = b.handed_over().await;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut posts = Vec::new();
@@ -466,6 +494,7 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
         p.await.unwrap();
     }
     sink.wait_for(before + total, Duration::from_secs(30)).await;
+    let handed = b.handed_over().await - handed;
     server.shutdown().await;
     let arrivals = std::mem::take(&mut *sink.arrivals.lock().unwrap());
     let sent = sent.lock().unwrap();
@@ -487,6 +516,7 @@ async fn run(single: usize, batch: usize, e2e: usize, rate_secs: usize, clients:
         "e2e_at_1000_p99_ms".into(),
         format!("{:.2}", pct(&mut lat, 0.99)),
     ));
+    report_handed_over(&mut results, "e2e_at_1000", handed, total);
     let db_size = db_bytes(&db);
     let peak = status_kib("VmHWM:");
     println!(

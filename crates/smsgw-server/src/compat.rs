@@ -141,8 +141,7 @@ pub(crate) async fn privacyidea(
         callback_url: None,
         idempotency_key: None,
     };
-    let target = new.target.clone();
-    let id = match app.queue.enqueue(new).await {
+    let id = match app.wake.enqueue(&*app.queue, new).await {
         Ok(e) => e.record.id,
         Err(e) => {
             tracing::error!(error = %e, "queue store failed");
@@ -152,7 +151,6 @@ pub(crate) async fn privacyidea(
             );
         }
     };
-    app.wake.accepted(&target);
     let rec = match wait_final(&app, &id, timeout).await {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -250,12 +248,8 @@ async fn kannel(app: App, p: IndexMap<String, String>) -> Response {
         callback_url: None,
         idempotency_key: None,
     };
-    let target = new.target.clone();
-    match app.queue.enqueue(new).await {
-        Ok(_) => {
-            app.wake.accepted(&target);
-            text(StatusCode::ACCEPTED, "0: Accepted for delivery")
-        }
+    match app.wake.enqueue(&*app.queue, new).await {
+        Ok(_) => text(StatusCode::ACCEPTED, "0: Accepted for delivery"),
         Err(e) => {
             tracing::error!(error = %e, "queue store failed");
             text(StatusCode::SERVICE_UNAVAILABLE, "Sending failed.")

@@ -22,6 +22,7 @@ mod catalog;
 mod cli;
 mod compat;
 mod dispatch;
+mod lanes;
 pub mod openapi;
 mod problem;
 mod server;

@@ -2,7 +2,7 @@
 //! records the outcome. Each target has its own lane with its own concurrency, so a slow or dead
 //! gateway holds up only its own messages.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +10,9 @@ use smsgw_core::{ErrorKind, Message};
 use smsgw_queue::{Attempt, Claimed, Completion, Outcome, Queue, Status, Target, now_ms};
 
 pub use crate::dispatch::{Dispatched, Dispatcher, RouterDispatcher};
-use tokio::sync::{Notify, Semaphore, watch};
+use crate::lanes::Lane;
+pub use crate::lanes::Wake;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 /// A claim in progress.
 type ClaimFuture = std::pin::Pin<
@@ -26,24 +28,6 @@ pub struct WorkerOptions {
     pub lease: Duration,
     /// How long a `not_sent` message is retried (from its acceptance) before it fails.
     pub retry_for: Duration,
-}
-
-/// Tells the worker that messages were accepted. A target that a lane is feeding needs no
-/// wake-up (the lane claims again by itself until nothing is due), so that under load an accept
-/// costs no look at the queue.
-#[derive(Default)]
-pub struct Wake {
-    notify: Notify,
-    lanes: Mutex<HashSet<Target>>,
-}
-
-impl Wake {
-    /// Messages for `target` were accepted.
-    pub fn accepted(&self, target: &Target) {
-        if !self.lanes.lock().expect("not poisoned").contains(target) {
-            self.notify.notify_one();
-        }
-    }
 }
 
 /// Final outcomes, told to whoever waits for them (`?wait=`, privacyIDEA's endpoint).
@@ -129,22 +113,17 @@ impl Worker {
                 }
             };
             for t in targets {
-                if !self
-                    .wake
-                    .lanes
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(t.clone())
-                {
+                let room = 2 * self.options.concurrency.max(1);
+                let Some((lane, rx)) = self.wake.open_lane(&t, self.options.lease, room) else {
                     continue;
-                }
+                };
                 let me = self.clone();
                 let stop = stop.clone();
                 let guard = in_flight.clone().read_owned().await;
                 tokio::spawn(async move {
-                    me.lane(&t, stop).await;
-                    me.wake.lanes.lock().expect("not poisoned").remove(&t);
-                    // A message accepted while the lane was ending woke nobody: look once more.
+                    me.lane(&t, &lane, rx, stop).await;
+                    me.wake.close_lane(&t);
+                    // A message queued while the lane was ending woke nobody: look once more.
                     me.wake.notify.notify_one();
                     drop(guard);
                 });
@@ -161,44 +140,67 @@ impl Worker {
         }
     }
 
-    /// Feeds one target until it has nothing due. Messages are claimed ahead of the free send
-    /// slots (at most twice `concurrency` waiting), so that the gateway never waits for a
-    /// claim's write to the queue: claiming and sending overlap. Twice, because a claim waits
-    /// for a group commit: with only `concurrency` ahead, one claim per commit capped the lane
-    /// at `concurrency` messages per commit (~7 000/s at 64, `cargo xtask bench serve`).
-    async fn lane(self: &Arc<Self>, target: &Target, mut stop: watch::Receiver<bool>) {
-        let concurrency = self.options.concurrency.max(1);
-        let ahead = 2 * concurrency;
-        let permits = Arc::new(Semaphore::new(concurrency));
+    /// Feeds one target until it has had nothing to do for [`LINGER`]. Messages are claimed
+    /// ahead of the free send slots (at most twice `concurrency` held unsent: the lane's room),
+    /// so that the gateway never waits for a claim's write to the queue: claiming and sending
+    /// overlap. Twice, because a claim waits for a group commit: with only `concurrency` ahead,
+    /// one claim per commit capped the lane at `concurrency` messages per commit (~7 000/s at
+    /// 64, `cargo xtask bench serve`). Messages accepted while the lane has room and nothing due
+    /// in the store come straight from the accepting side ([`Wake::enqueue`]), already claimed.
+    async fn lane(
+        self: &Arc<Self>,
+        target: &Target,
+        lane: &Lane,
+        mut handed: mpsc::UnboundedReceiver<Claimed>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut sends = tokio::task::JoinSet::new();
         let mut ready: VecDeque<Claimed> = VecDeque::new();
-        let mut claiming: Option<ClaimFuture> = None;
-        // Whether the last claim found anything: if not, claim again only once `ready` is empty,
-        // and end the lane when that claim finds nothing either.
-        let mut more = true;
+        // A claim in progress: its future, how many it asked for, and its ticket.
+        let mut claiming: Option<(ClaimFuture, usize, u64)> = None;
+        let look = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(look);
+        let mut busy_at = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
                 break;
             }
-            if claiming.is_none() && (ready.is_empty() || (more && ready.len() <= ahead / 2)) {
-                let (queue, target) = (self.queue.clone(), target.clone());
-                let (want, lease) = (ahead - ready.len(), self.options.lease);
-                claiming = Some(Box::pin(
-                    async move { queue.claim(&target, want, lease).await },
-                ));
+            let look_due = look.is_elapsed();
+            let idle = ready.is_empty() && sends.is_empty() && claiming.is_none();
+            if look_due && idle && busy_at.elapsed() >= LINGER && lane.close_if_idle() {
+                break;
+            }
+            if claiming.is_none() {
+                let want = lane.wants(look_due);
+                if want > 0 {
+                    // Before the claim is sent: accepts queued with a lower ticket are seen by it.
+                    let ticket = self.wake.ticket();
+                    let (queue, target, lease) =
+                        (self.queue.clone(), target.clone(), self.options.lease);
+                    let f: ClaimFuture =
+                        Box::pin(async move { queue.claim(&target, want, lease).await });
+                    claiming = Some((f, want, ticket));
+                }
+                if look_due {
+                    look.as_mut()
+                        .reset(tokio::time::Instant::now() + LOOK_EVERY);
+                }
             }
             tokio::select! {
                 r = async {
                     match claiming.as_mut() {
-                        Some(f) => f.await,
+                        Some((f, ..)) => f.await,
                         None => std::future::pending().await,
                     }
                 } => {
-                    claiming = None;
+                    let (_, want, ticket) = claiming.take().expect("a claim was running");
                     match r {
-                        Ok(c) if c.is_empty() && ready.is_empty() => break,
                         Ok(c) => {
-                            more = !c.is_empty();
+                            lane.claimed(want, c.len(), ticket);
+                            if !c.is_empty() {
+                                busy_at = tokio::time::Instant::now();
+                            }
                             ready.extend(c);
                         }
                         Err(e) => {
@@ -207,15 +209,20 @@ impl Worker {
                         }
                     }
                 }
+                Some(c) = handed.recv() => ready.push_back(c),
                 p = permits.clone().acquire_owned(), if !ready.is_empty() => {
                     let Ok(permit) = p else { break };
                     let c = ready.pop_front().expect("not empty");
+                    lane.sending();
+                    busy_at = tokio::time::Instant::now();
                     let me = self.clone();
                     // The permit bounds sends to the gateway; recording the outcome waits for
                     // the next group commit and holds no permit, so the gateway is fed meanwhile.
                     sends.spawn(async move { me.send_one(c, permit).await });
-                    while sends.try_join_next().is_some() {}
                 }
+                Some(_) = sends.join_next(), if !sends.is_empty() => {}
+                _ = lane.poke.notified() => {}
+                _ = &mut look, if !look_due => {}
                 changed = stop.changed() => {
                     if changed.is_err() {
                         break;
@@ -223,12 +230,17 @@ impl Worker {
                 }
             }
         }
-        // Claimed but not sent (stopping, or a failed claim): back to the queue at once, so that
-        // a restart neither waits for their leases nor marks them possible duplicates.
-        if let Some(f) = claiming.take()
+        // Claimed or handed over but not sent (stopping, or a failed claim): back to the queue
+        // at once, so that a restart neither waits for their leases nor marks them possible
+        // duplicates.
+        lane.close(Duration::from_secs(5)).await;
+        if let Some((f, ..)) = claiming.take()
             && let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(5), f).await
         {
             ready.extend(c);
+        }
+        while let Ok(c) = handed.try_recv() {
+            ready.push_back(c);
         }
         self.release(ready.into_iter().collect()).await;
         while sends.join_next().await.is_some() {}
@@ -332,6 +344,13 @@ impl Worker {
         }
     }
 }
+
+/// How long a lane with nothing to do waits for messages before it ends.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// How often a lane looks in the store for messages that became due by themselves (retries,
+/// expired leases), and an idle lane whether to end.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// 1 s, 2 s, 4 s … at most 5 minutes.
 fn backoff(tries: u32) -> Duration {

@@ -147,7 +147,21 @@ impl Queue for SqliteQueue {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(|reply| Op::Insert(msgs, reply)).await
+        self.submit(|reply| Op::Insert(msgs, None, reply)).await
+    }
+
+    async fn enqueue_claimed(
+        &self,
+        msg: NewMessage,
+        lease: Duration,
+        handover: crate::Handover,
+    ) -> Result<Enqueued, QueueError> {
+        let claim = writer::Claim { lease, handover };
+        let mut v = self
+            .submit(|reply| Op::Insert(vec![msg], Some(claim), reply))
+            .await?;
+        v.pop()
+            .ok_or_else(|| QueueError::Store("enqueue returned nothing".into()))
     }
 
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, QueueError> {

@@ -24,6 +24,7 @@ const ROWS_PER_STATEMENT: usize = 10_000;
 pub(crate) enum Op {
     Insert(
         Vec<NewMessage>,
+        Option<Claim>,
         oneshot::Sender<Result<Vec<Enqueued>, QueueError>>,
     ),
     Claim {
@@ -44,6 +45,15 @@ pub(crate) enum Op {
         oneshot::Sender<Vec<Result<Completed, QueueError>>>,
     ),
 }
+
+/// An insert of one message stored already claimed ([`crate::Queue::enqueue_claimed`]).
+pub(crate) struct Claim {
+    pub(crate) lease: Duration,
+    pub(crate) handover: crate::Handover,
+}
+
+/// The lease number of a message stored claimed: the first (a claim adds one to 0).
+const FIRST_LEASE: u64 = 1;
 
 enum Reply {
     Insert(Result<Vec<Enqueued>, QueueError>),
@@ -83,7 +93,20 @@ pub(crate) async fn run(conn: Arc<Mutex<SqliteConnection>>, mut rx: mpsc::Receiv
             // A caller that went away (client disconnected) no longer needs its answer; the
             // write is durable either way.
             match (op, reply) {
-                (Op::Insert(_, tx), Reply::Insert(r)) => drop(tx.send(r)),
+                (Op::Insert(_, claim, tx), Reply::Insert(r)) => {
+                    // Handed over before the answer, and whether or not anyone waits for it:
+                    // the worker must get every message stored claimed.
+                    if let (Some(claim), Ok([e])) = (claim, r.as_deref())
+                        && e.created
+                        && e.record.status == Status::Sending
+                    {
+                        (claim.handover)(Claimed {
+                            record: e.record.clone(),
+                            lease: FIRST_LEASE,
+                        });
+                    }
+                    drop(tx.send(r))
+                }
                 (Op::Claim { reply, .. }, Reply::Claim(r)) => drop(reply.send(r)),
                 (Op::Complete { reply, .. }, Reply::Complete(r)) => drop(reply.send(*r)),
                 (Op::CompleteMany(_, tx), Reply::CompleteMany(r)) => drop(tx.send(r)),
@@ -113,10 +136,15 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
     // Every accept of the group in one multi-row INSERT: one statement for many requests.
-    let all: Vec<&NewMessage> = ops
+    let all: Vec<(&NewMessage, Option<i64>)> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::Insert(msgs, _) => Some(msgs.iter()),
+            Op::Insert(msgs, claim, _) => {
+                let until = claim
+                    .as_ref()
+                    .map(|c| now.saturating_add(c.lease.as_millis() as i64));
+                Some(msgs.iter().map(move |m| (m, until)))
+            }
             _ => None,
         })
         .flatten()
@@ -135,7 +163,7 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
     let mut replies = Vec::with_capacity(ops.len());
     for op in ops {
         replies.push(match op {
-            Op::Insert(msgs, _) => Reply::Insert(Ok(inserted.by_ref().take(msgs.len()).collect())),
+            Op::Insert(msgs, ..) => Reply::Insert(Ok(inserted.by_ref().take(msgs.len()).collect())),
             Op::CompleteMany(items, _) => {
                 Reply::CompleteMany(completed.by_ref().take(items.len()).collect())
             }
@@ -174,15 +202,19 @@ struct InsertRow<'a> {
     cb: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
+    /// Stored claimed: the end of its lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lu: Option<i64>,
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, QueueError> {
     serde_json::to_string(v).map_err(|e| QueueError::Store(e.to_string()))
 }
 
+/// Inserts `msgs`, each `queued`, or `sending` under a lease until the time given with it.
 async fn insert(
     conn: &mut SqliteConnection,
-    msgs: &[&NewMessage],
+    msgs: &[(&NewMessage, Option<i64>)],
     now: i64,
 ) -> Result<Vec<Enqueued>, QueueError> {
     if msgs.is_empty() {
@@ -199,7 +231,8 @@ async fn insert(
         let rows: Vec<InsertRow<'_>> = chunk
             .iter()
             .zip(chunk_ids)
-            .map(|(m, id)| InsertRow {
+            .map(|((m, until), id)| InsertRow {
+                lu: *until,
                 id,
                 to: &m.to,
                 text: &m.text,
@@ -213,14 +246,16 @@ async fn insert(
         // `WHERE true` tells SQLite's parser that ON CONFLICT is the upsert clause.
         let done = sqlx::query(
             "INSERT INTO messages (id, to_number, text, target_kind, target, status, metadata, \
-               callback_url, idem_key, created_at, updated_at) \
+               callback_url, idem_key, lease, lease_until, created_at, updated_at) \
              SELECT value ->> 'id', value ->> 'to', value ->> 'text', value ->> 'k', value ->> 't', \
-               'queued', value ->> 'm', value ->> 'cb', value ->> 'key', ?2, ?2 \
+               iif(value ->> 'lu' IS NULL, 'queued', 'sending'), value ->> 'm', value ->> 'cb', \
+               value ->> 'key', iif(value ->> 'lu' IS NULL, 0, ?3), value ->> 'lu', ?2, ?2 \
              FROM jsonb_each(?1) WHERE true \
              ON CONFLICT (idem_key) DO NOTHING",
         )
         .bind(to_json(&rows)?)
         .bind(now)
+        .bind(FIRST_LEASE as i64)
         .execute(&mut *conn)
         .await?;
         if done.rows_affected() < chunk.len() as u64 {
@@ -236,7 +271,7 @@ async fn insert(
         }
     }
     let mut out = Vec::with_capacity(msgs.len());
-    for (m, id) in msgs.iter().zip(ids) {
+    for ((m, until), id) in msgs.iter().zip(ids) {
         if !conflicted.contains(&id) {
             // The row is exactly what was sent: no need to read it back.
             out.push(Enqueued {
@@ -245,7 +280,11 @@ async fn insert(
                     to: m.to.clone(),
                     text: Some(m.text.clone()),
                     target: m.target.clone(),
-                    status: Status::Queued,
+                    status: if until.is_some() {
+                        Status::Sending
+                    } else {
+                        Status::Queued
+                    },
                     attempts: Vec::new(),
                     message_ids: Vec::new(),
                     metadata: m.metadata.clone(),

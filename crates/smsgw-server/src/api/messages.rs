@@ -259,9 +259,11 @@ pub(crate) async fn send(
         .map_err(|_| Problem::bad_request("the Idempotency-Key header is not text"))?;
     let mut msg = validate(&app, b, key).map_err(Problem::invalid)?;
     msg.idempotency_key = scoped_key(&token, msg.idempotency_key.as_deref());
-    let target = msg.target.clone();
-    let done = app.queue.enqueue(msg).await.map_err(Problem::store)?;
-    app.wake.accepted(&target);
+    let done = app
+        .wake
+        .enqueue(&*app.queue, msg)
+        .await
+        .map_err(Problem::store)?;
     let id = done.record.id.clone();
     let mut resp = if wait.is_zero() {
         accepted(&id)
