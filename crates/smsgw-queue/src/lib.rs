@@ -101,9 +101,11 @@ pub trait Queue: Send + Sync + 'static {
     /// the acceptance and the gateway. `handover` is called even when the caller stopped waiting
     /// for the answer, so a message stored claimed is never left to its lease.
     ///
-    /// Returns the stored message, [`Status::Sending`] and `created` when it was stored claimed.
-    /// Otherwise (a used idempotency key, or a store that cannot do this: the default) it is
-    /// stored as [`Queue::enqueue`] does, and `handover` is dropped uncalled.
+    /// A message is stored claimed only when no older message of its target waits (`queued` and
+    /// due): it never overtakes the queue. Returns the stored message, [`Status::Sending`] and
+    /// `created` when it was stored claimed. Otherwise (a message waits, a used idempotency key,
+    /// or a store that cannot do this: the default) it is stored as [`Queue::enqueue`] does, and
+    /// `handover` is dropped uncalled.
     async fn enqueue_claimed(
         &self,
         msg: NewMessage,

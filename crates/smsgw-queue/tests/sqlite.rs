@@ -625,3 +625,63 @@ async fn enqueue_claimed_hands_the_stored_message_over() {
     assert_eq!(back[0].record.id, lost.record.id);
     assert!(back[0].record.possible_duplicate);
 }
+
+/// A message is stored claimed only when no older message of its target waits: behind a queued,
+/// due message it is queued too (and claimed after it); a message of another target, or one
+/// whose retry is not yet due, does not hold it back.
+#[tokio::test]
+async fn enqueue_claimed_never_overtakes_a_waiting_message() {
+    let (_d, q) = open().await;
+    let lease = Duration::from_secs(30);
+    let (tx, rx) = std::sync::mpsc::channel::<Claimed>();
+    let handover = |tx: &std::sync::mpsc::Sender<Claimed>| -> Handover {
+        let tx = tx.clone();
+        Box::new(move |c| tx.send(c).unwrap())
+    };
+    let gw = Target::Gateway("gw".into());
+    let old = q.enqueue(msg("+1", None)).await.unwrap().record.id;
+    let behind = q
+        .enqueue_claimed(msg("+2", None), lease, handover(&tx))
+        .await
+        .unwrap();
+    assert_eq!(behind.record.status, Status::Queued);
+    assert!(rx.try_recv().is_err(), "nothing handed over");
+    let other = q
+        .enqueue_claimed(
+            NewMessage {
+                target: Target::Gateway("gw2".into()),
+                ..msg("+3", None)
+            },
+            lease,
+            handover(&tx),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        other.record.status,
+        Status::Sending,
+        "another target is not held back"
+    );
+    assert_eq!(rx.try_recv().unwrap().record.id, other.record.id);
+
+    // Claimed in order; then one is retried later (not due): a new message goes ahead of it.
+    let c = q.claim(&gw, 10, lease).await.unwrap();
+    let ids: Vec<_> = c.iter().map(|c| c.record.id.clone()).collect();
+    assert_eq!(ids, vec![old.clone(), behind.record.id.clone()]);
+    q.complete(
+        &old,
+        c[0].lease,
+        vec![attempt("not_sent")],
+        Outcome::Retry {
+            not_before: now_ms() + 60_000,
+        },
+    )
+    .await
+    .unwrap();
+    let next = q
+        .enqueue_claimed(msg("+4", None), lease, handover(&tx))
+        .await
+        .unwrap();
+    assert_eq!(next.record.status, Status::Sending);
+    assert_eq!(rx.try_recv().unwrap().record.id, next.record.id);
+}

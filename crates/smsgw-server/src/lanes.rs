@@ -1,9 +1,10 @@
 //! The running lanes as the accepting side sees them. A lane feeds one target (the delivery loop
-//! is [`crate::worker`]). While it runs, has claimed everything due for its target and has room,
-//! a message accepted for that target is stored already claimed and handed to it in memory
-//! ([`Wake::enqueue`]): the message skips the claim's write to the store and the wait for it.
+//! is [`crate::worker`]). While it runs and has room, a message accepted for that target is
+//! stored already claimed and handed to it in memory ([`Wake::enqueue`]): the message skips the
+//! claim's write to the store and the wait for it. The store does this only when no older message
+//! of the target waits ([`Queue::enqueue_claimed`]), so a backlog is still sent oldest first.
 //! Otherwise the message is stored `queued` and the lane (or, when none runs, the worker) is told
-//! to claim, so a backlog is still sent oldest first and never overtaken for long.
+//! to claim.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +72,7 @@ impl Wake {
     fn reserve(&self, target: &Target) -> Option<Reservation> {
         let lane = self.lanes().get(target)?.clone();
         let mut s = lane.state();
-        if !(s.open && s.caught_up && s.reserved + s.held < lane.room) {
+        if !(s.open && s.reserved + s.held < lane.room) {
             return None;
         }
         s.reserved += 1;
@@ -139,7 +140,7 @@ pub(crate) struct Lane {
 struct LaneState {
     /// Takes hand-overs (false once the lane ends).
     open: bool,
-    /// Nothing due is left in the store: accepts may be handed over without overtaking.
+    /// Nothing queued is left in the store: claim only at the periodic look.
     caught_up: bool,
     /// The ticket of the latest message queued for this target. A claim that found less than it
     /// asked for proves the lane caught up only if its ticket is higher.
@@ -263,44 +264,53 @@ mod tests {
         (lane, rx, t)
     }
 
-    /// The rules that keep hand-overs from overtaking messages queued in the store.
+    /// When a lane claims: until a claim proves nothing queued is left, and again after every
+    /// message queued for it — but not for a message queued before a claim that proved that.
     #[test]
-    fn hand_overs_only_when_the_lane_has_claimed_everything_due_and_has_room() {
+    fn a_lane_claims_until_nothing_queued_is_left() {
         let wake = Wake::default();
         let (lane, _rx, t) = lane(&wake);
-        assert!(wake.reserve(&t).is_none(), "a new lane has not looked yet");
-        assert_eq!(lane.wants(false), 4);
+        assert_eq!(lane.wants(false), 4, "a new lane claims");
 
-        // A full claim: more may be due, so nothing is handed over even with room.
-        let ticket = wake.ticket();
-        lane.claimed(4, 4, ticket);
+        // A full claim: more may wait, claim again once half the room is free.
+        lane.claimed(4, 4, wake.ticket());
+        assert_eq!(lane.wants(false), 0, "no room");
         (0..3).for_each(|_| lane.sending());
-        assert!(wake.reserve(&t).is_none());
-        assert_eq!(lane.wants(false), 3, "half the room is free: claim again");
+        assert_eq!(lane.wants(false), 3);
 
-        // A claim that found less than it asked for: caught up.
-        let ticket = wake.ticket();
-        lane.claimed(3, 0, ticket);
+        // A claim that found less than it asked for: caught up, claims only at the look.
+        lane.claimed(3, 0, wake.ticket());
         assert_eq!(lane.wants(false), 0);
-        let r = wake.reserve(&t).expect("caught up with room");
+        assert_eq!(lane.wants(true), 3, "the periodic look");
 
-        // A message queued meanwhile (after the claim was sent): not caught up any more, and a
-        // claim sent before that message was queued does not count.
+        // A message queued after a claim was sent: that claim may have missed it.
         let old_ticket = wake.ticket();
         wake.accepted(&t);
-        assert!(wake.reserve(&t).is_none());
+        assert_eq!(lane.wants(false), 3);
         lane.claimed(3, 0, old_ticket);
-        assert!(wake.reserve(&t).is_none(), "that claim may have missed it");
-        let ticket = wake.ticket();
-        lane.claimed(2, 0, ticket);
-        assert!(wake.reserve(&t).is_some());
-        drop(r);
+        assert_eq!(lane.wants(false), 3, "claim again");
+        lane.claimed(3, 0, wake.ticket());
+        assert_eq!(lane.wants(false), 0);
+    }
 
-        // No room: held 1 + reserved 3 fills the 4 places.
+    /// Hand-overs take places in the lane's room, and give them back when not used.
+    #[test]
+    fn hand_overs_fill_the_room_and_no_more() {
+        let wake = Wake::default();
+        let (lane, _rx, t) = lane(&wake);
+        lane.claimed(4, 1, wake.ticket());
         let rs: Vec<_> = (0..3).map(|_| wake.reserve(&t).expect("room")).collect();
-        assert!(wake.reserve(&t).is_none(), "the room is full");
+        assert!(
+            wake.reserve(&t).is_none(),
+            "1 held and 3 reserved fill the 4 places"
+        );
+        assert_eq!(lane.wants(true), 0, "no room to claim into either");
         drop(rs);
         assert!(wake.reserve(&t).is_some(), "places given back");
+        assert!(
+            wake.reserve(&Target::Gateway("other".into())).is_none(),
+            "no lane"
+        );
     }
 
     /// A closing lane takes no hand-over, waits for reserved places, and finds every message
@@ -309,7 +319,6 @@ mod tests {
     async fn a_closing_lane_waits_for_its_reservations() {
         let wake = Wake::default();
         let (lane, mut rx, t) = lane(&wake);
-        lane.claimed(4, 0, wake.ticket());
         let r = wake.reserve(&t).expect("room");
         assert!(!lane.close_if_idle(), "a place is reserved");
         let closing = {

@@ -136,15 +136,17 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let now = now_ms();
     // Every accept of the group in one multi-row INSERT: one statement for many requests.
+    let waiting = waiting_targets(&mut tx, ops, now).await?;
     let all: Vec<(&NewMessage, Option<i64>)> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::Insert(msgs, claim, _) => {
+            Op::Insert(msgs, claim, _) => Some(msgs.iter().map(|m| {
                 let until = claim
                     .as_ref()
+                    .filter(|_| !waiting.contains(&m.target))
                     .map(|c| now.saturating_add(c.lease.as_millis() as i64));
-                Some(msgs.iter().map(move |m| (m, until)))
-            }
+                (m, until)
+            })),
             _ => None,
         })
         .flatten()
@@ -183,6 +185,47 @@ async fn run_group(conn: &mut SqliteConnection, ops: &[Op]) -> Result<Vec<Reply>
     }
     tx.commit().await?;
     Ok(replies)
+}
+
+/// The targets of this group's claimed inserts that have a message waiting: queued and due in the
+/// store, or queued by this group. A message stored claimed would overtake it, so it is queued
+/// instead and claimed in order. One look at the pending index per target.
+async fn waiting_targets<'a>(
+    conn: &mut SqliteConnection,
+    ops: &'a [Op],
+    now: i64,
+) -> Result<std::collections::HashSet<&'a Target>, QueueError> {
+    let mut waiting = std::collections::HashSet::new();
+    let mut claimed = std::collections::HashSet::new();
+    for op in ops {
+        if let Op::Insert(msgs, claim, _) = op {
+            let set = if claim.is_some() {
+                &mut claimed
+            } else {
+                &mut waiting
+            };
+            set.extend(msgs.iter().map(|m| &m.target));
+        }
+    }
+    for t in claimed {
+        if waiting.contains(t) {
+            continue;
+        }
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM messages WHERE target_kind = ?1 AND target = ?2 \
+               AND status IN ('queued', 'sending') AND status = 'queued' AND not_before <= ?3 \
+             LIMIT 1",
+        )
+        .bind(t.kind())
+        .bind(t.name())
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if due.is_some() {
+            waiting.insert(t);
+        }
+    }
+    Ok(waiting)
 }
 
 /// One new message as the INSERT reads it from a JSON array: one prepared statement, whatever
