@@ -685,3 +685,29 @@ async fn enqueue_claimed_never_overtakes_a_waiting_message() {
     assert_eq!(next.record.status, Status::Sending);
     assert_eq!(rx.try_recv().unwrap().record.id, next.record.id);
 }
+
+/// The WAL is copied into the database file beside the writer, long before the writer's own
+/// checkpoint (thousands of pages) would: without the background checkpoint the main file would
+/// not grow at all here.
+#[tokio::test]
+async fn the_wal_is_checkpointed_beside_the_writer() {
+    let (d, q) = open().await;
+    let db = d.path().join("q.db");
+    let before = std::fs::metadata(&db).unwrap().len();
+    let msgs: Vec<_> = (0..2000).map(|i| msg(&format!("+{i}"), None)).collect();
+    q.enqueue_batch(msgs).await.unwrap();
+    let wal = std::fs::metadata(d.path().join("q.db-wal")).unwrap().len();
+    assert!(wal > 100 * 4096, "the batch is in the WAL: {wal} bytes");
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = std::fs::metadata(&db).unwrap().len();
+        if now > before + 50 * 4096 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the database file stayed at {now} bytes (was {before})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
