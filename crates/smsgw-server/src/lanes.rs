@@ -83,8 +83,10 @@ impl Wake {
         })
     }
 
+    /// The next ticket. Acquire and release, so that ticket order is also the order in which
+    /// the store got the requests made before and after taking them.
     pub(crate) fn ticket(&self) -> u64 {
-        self.tickets.fetch_add(1, Ordering::Relaxed) + 1
+        self.tickets.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Registers a lane for `target`; `None` when one runs already.
@@ -156,8 +158,9 @@ impl Lane {
         self.state.lock().expect("not poisoned")
     }
 
-    /// How many messages to claim now, if any: when messages may be due in the store (or at a
-    /// periodic `look`, for retries and expired leases), and the lane has used half its room.
+    /// How many messages to claim now, if any: when messages may be queued in the store and at
+    /// most half the lane's room is taken, or at a periodic `look` (for retries and expired
+    /// leases) whatever room is free.
     pub(crate) fn wants(&self, look: bool) -> usize {
         let s = self.state();
         let free = self.room.saturating_sub(s.held + s.reserved);
