@@ -36,6 +36,12 @@ async fn receipt(q: &SqliteQueue, provider_id: &str, delivered: bool) -> Option<
     .unwrap()
 }
 
+/// A hand-over for [`Queue::enqueue_claimed`] that puts the message in `tx`.
+fn handover(tx: &std::sync::mpsc::Sender<Claimed>) -> Handover {
+    let tx = tx.clone();
+    Box::new(move |c| tx.send(c).unwrap())
+}
+
 async fn open() -> (tempfile::TempDir, SqliteQueue) {
     let dir = tempfile::tempdir().unwrap();
     let q = SqliteQueue::open(&dir.path().join("q.db")).await.unwrap();
@@ -560,14 +566,11 @@ async fn enqueue_claimed_hands_the_stored_message_over() {
     let (d, q) = open().await;
     let gw = Target::Gateway("gw".into());
     let (tx, rx) = std::sync::mpsc::channel();
-    let handover = move |tx: std::sync::mpsc::Sender<Claimed>| -> Handover {
-        Box::new(move |c| tx.send(c).unwrap())
-    };
     let e = q
         .enqueue_claimed(
             msg("+1", Some("k1")),
             Duration::from_secs(30),
-            handover(tx.clone()),
+            handover(&tx),
         )
         .await
         .unwrap();
@@ -590,7 +593,7 @@ async fn enqueue_claimed_hands_the_stored_message_over() {
         .enqueue_claimed(
             msg("+1", Some("k1")),
             Duration::from_secs(30),
-            handover(tx.clone()),
+            handover(&tx),
         )
         .await
         .unwrap();
@@ -601,7 +604,7 @@ async fn enqueue_claimed_hands_the_stored_message_over() {
     // Stored claimed, then the process dies: the restart's recovery makes it ready again,
     // marked a possible duplicate (it may have been sent).
     let lost = q
-        .enqueue_claimed(msg("+2", None), Duration::from_secs(30), handover(tx))
+        .enqueue_claimed(msg("+2", None), Duration::from_secs(30), handover(&tx))
         .await
         .unwrap();
     let _ = rx.try_recv().unwrap();
@@ -634,10 +637,6 @@ async fn enqueue_claimed_never_overtakes_a_waiting_message() {
     let (_d, q) = open().await;
     let lease = Duration::from_secs(30);
     let (tx, rx) = std::sync::mpsc::channel::<Claimed>();
-    let handover = |tx: &std::sync::mpsc::Sender<Claimed>| -> Handover {
-        let tx = tx.clone();
-        Box::new(move |c| tx.send(c).unwrap())
-    };
     let gw = Target::Gateway("gw".into());
     let old = q.enqueue(msg("+1", None)).await.unwrap().record.id;
     let behind = q

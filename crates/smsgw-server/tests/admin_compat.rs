@@ -352,15 +352,7 @@ async fn secrets_stay_out_of_logs_metrics_and_problems() {
         .unwrap();
     let (_, gws) = e.get_json("/v1/gateways/sms1", &e.admin).await;
     answers += &gws.to_string();
-    let metrics = e
-        .http
-        .get(e.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = e.metrics().await;
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("smsgw_queue_messages"), "{metrics}");
     assert!(

@@ -9,16 +9,9 @@ use common::*;
 use serde_json::json;
 
 async fn handed_over(e: &Env) -> u64 {
-    let text = e
-        .http
-        .get(e.url("/metrics"))
-        .send()
+    e.metrics()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("smsgw_messages_handed_over_total "))
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }

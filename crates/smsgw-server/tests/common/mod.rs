@@ -168,6 +168,12 @@ impl Env {
         (s, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// The `/metrics` page (no token needed).
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     /// Polls a message until it is final (at most 20 s).
     pub async fn final_message(&self, id: &str) -> serde_json::Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
