@@ -103,16 +103,36 @@ pub enum ServeError {
     Token(String),
 }
 
+/// How often the recorder folds histogram samples into their summaries. The exporter keeps every
+/// sample until then (or until `/metrics` is read): without this, a server nobody scrapes grew by
+/// about 25 bytes per message sent.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .install_recorder()
                 .unwrap_or_else(|e| {
                     tracing::warn!("metrics recorder not installed ({e}); /metrics shows only what this server sets");
                     PrometheusBuilder::new().build_recorder().handle()
-                })
+                });
+            // A thread, not a task: the recorder lives as long as the process, and a task would
+            // end with the runtime that first started a server (tests start many).
+            let h = handle.clone();
+            let upkeep = std::thread::Builder::new()
+                .name("smsgw-metrics".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP_EVERY);
+                        h.run_upkeep();
+                    }
+                });
+            if let Err(e) = upkeep {
+                tracing::warn!(error = %e, "metrics upkeep not started; histogram samples are kept until /metrics is read");
+            }
+            handle
         })
         .clone()
 }
